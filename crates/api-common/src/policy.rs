@@ -177,7 +177,7 @@ impl Policy {
                     Some(r) => r.to_lowercase(),
                     None => return false,
                 };
-                creds.roles.iter().any(|r| *r == role)
+                creds.roles.contains(&role)
             }
             Check::Rule(name) => match self.rules.get(name) {
                 Some(c) => self.eval(c, creds, target, depth + 1),
@@ -201,7 +201,7 @@ fn generic(kind: &str, template: &str, creds: &Creds, target: &Target) -> bool {
     }
     match creds.value(kind) {
         Some(CredValue::Str(v)) => v == wanted,
-        Some(CredValue::List(v)) => v.iter().any(|x| *x == wanted),
+        Some(CredValue::List(v)) => v.contains(&wanted),
         Some(CredValue::Bool(b)) => wanted == if b { "True" } else { "False" },
         None => false,
     }

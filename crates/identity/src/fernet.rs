@@ -103,7 +103,7 @@ impl Keys {
             return None;
         }
         let mut padded = token.to_string();
-        while padded.len() % 4 != 0 {
+        while !padded.len().is_multiple_of(4) {
             padded.push('=');
         }
         let bytes = self.multi.decrypt(&padded).ok()?;
@@ -120,7 +120,7 @@ pub async fn load(db: &Db) -> Result<Arc<Keys>> {
         rows = key_rows(db).await?;
     }
     // Primary (highest index) first: MultiFernet encrypts with the first key.
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     let mut keys = Vec::new();
     for (idx, key) in rows {
         match fernet::Fernet::new(&key) {

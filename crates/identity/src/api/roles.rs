@@ -243,12 +243,7 @@ pub async fn implies_add(
         "identity:create_implied_role",
         &api_common::Target::new(),
     )?;
-    if state
-        .cfg
-        .prohibited_implied_roles
-        .iter()
-        .any(|n| *n == imp.name)
-    {
+    if state.cfg.prohibited_implied_roles.contains(&imp.name) {
         return Err(Error::Forbidden(format!(
             "{} is not allowed to be an implied role.",
             imp.name
