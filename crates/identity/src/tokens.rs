@@ -17,6 +17,8 @@ use crate::{password, Identity, Snapshot};
 pub struct Issued {
     pub token: String,
     pub ctx: Arc<AuthContext>,
+    /// The snapshot the token was issued against (its catalog goes in the body).
+    pub snap: Arc<Snapshot>,
 }
 
 /// Who authenticated, before the scope is decided.
@@ -178,7 +180,7 @@ impl Identity {
         let token = snap.keys.encrypt(&payload)?;
         let ctx = Arc::new(ctx);
         self.cache_token(&token, snap.revision, ctx.clone());
-        Ok(Issued { token, ctx })
+        Ok(Issued { token, ctx, snap })
     }
 
     async fn parse_scope(&self, scope: &Value, payload: &mut Payload) -> Result<()> {
@@ -430,6 +432,17 @@ impl Identity {
         allow_expired: bool,
     ) -> Result<Arc<AuthContext>> {
         let snap = self.snapshot().await?;
+        self.validate_in(&snap, token, allow_expired).await
+    }
+
+    /// Validates against a snapshot the caller already holds (one revision
+    /// read per HTTP request, however many tokens it carries).
+    pub async fn validate_in(
+        &self,
+        snap: &Snapshot,
+        token: &str,
+        allow_expired: bool,
+    ) -> Result<Arc<AuthContext>> {
         let payload = snap.keys.decrypt(token).ok_or_else(Error::unauthorized)?;
         let now = store::now_micros();
         if payload.expires_at <= now {
@@ -438,13 +451,13 @@ impl Identity {
                 return Err(Error::unauthorized());
             }
         }
-        if self.is_revoked(&snap, &payload) {
+        if self.is_revoked(snap, &payload) {
             return Err(Error::unauthorized());
         }
         if let Some(ctx) = self.cached_token(token, snap.revision) {
             return Ok(ctx);
         }
-        let mut ctx = self.resolve(&snap, &payload).await.map_err(|e| match e {
+        let mut ctx = self.resolve(snap, &payload).await.map_err(|e| match e {
             Error::Internal(_) => e,
             _ => Error::unauthorized(),
         })?;

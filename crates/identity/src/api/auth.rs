@@ -63,8 +63,7 @@ fn with_subject(token: &str, status: StatusCode, body: Option<Value>) -> Result<
 pub async fn issue(state: State, Query(q): Query<input::Query>, body: Bytes) -> Result<Response> {
     let body: Value = api_common::http::parse_json(&body)?;
     let issued = state.authenticate(&body).await?;
-    let snap = state.snapshot().await?;
-    let catalog = (!query_bool(&q, "nocatalog").unwrap_or(false)).then_some(&snap.catalog);
+    let catalog = (!query_bool(&q, "nocatalog").unwrap_or(false)).then_some(&issued.snap.catalog);
     with_subject(
         &issued.token,
         StatusCode::CREATED,
@@ -82,7 +81,7 @@ async fn validated_subject(
     let token = subject(headers)?.to_string();
     let allow_expired = query_bool(q, "allow_expired").unwrap_or(false);
     let ctx = state
-        .validate_token(&token, allow_expired)
+        .validate_in(&caller.1, &token, allow_expired)
         .await
         .map_err(|e| match e {
             Error::Internal(_) => e,
@@ -101,8 +100,7 @@ pub async fn validate(
     Query(q): Query<input::Query>,
 ) -> Result<Response> {
     let (token, ctx) = validated_subject(&state, &caller, &headers, &q).await?;
-    let snap = state.snapshot().await?;
-    let catalog = (!query_bool(&q, "nocatalog").unwrap_or(false)).then_some(&snap.catalog);
+    let catalog = (!query_bool(&q, "nocatalog").unwrap_or(false)).then_some(&caller.1.catalog);
     with_subject(&token, StatusCode::OK, Some(render::token(&ctx, catalog)))
 }
 
@@ -121,7 +119,7 @@ pub async fn check(
 pub async fn revoke(state: State, caller: Caller, headers: HeaderMap) -> Result<StatusCode> {
     let token = subject(&headers)?;
     let ctx = state
-        .validate_token(token, false)
+        .validate_in(&caller.1, token, false)
         .await
         .map_err(|e| match e {
             Error::Internal(_) => e,
@@ -145,9 +143,8 @@ pub async fn catalog(state: State, caller: Caller, Base(base): Base) -> Result<J
             "A scoped token is required to list the catalog.".into(),
         ));
     }
-    let snap = state.snapshot().await?;
     Ok(Json(json!({
-        "catalog": snap.catalog,
+        "catalog": caller.1.catalog,
         "links": { "self": format!("{base}/v3/auth/catalog"), "previous": null, "next": null }
     })))
 }

@@ -26,8 +26,9 @@ use crate::Identity;
 
 pub type State = axum::extract::State<Arc<Identity>>;
 
-/// The authenticated caller (from `X-Auth-Token`).
-pub struct Caller(pub Arc<AuthContext>);
+/// The authenticated caller (from `X-Auth-Token`), with the snapshot the
+/// token was checked against (reused for the rest of the request).
+pub struct Caller(pub Arc<AuthContext>, pub Arc<crate::Snapshot>);
 
 impl FromRequestParts<Arc<Identity>> for Caller {
     type Rejection = Error;
@@ -39,7 +40,9 @@ impl FromRequestParts<Arc<Identity>> for Caller {
             .and_then(|v| v.to_str().ok())
             .filter(|t| !t.is_empty())
             .ok_or_else(Error::unauthorized)?;
-        Ok(Caller(state.validate_token(token, false).await?))
+        let snap = state.snapshot().await?;
+        let ctx = state.validate_in(&snap, token, false).await?;
+        Ok(Caller(ctx, snap))
     }
 }
 
