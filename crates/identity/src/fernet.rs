@@ -14,7 +14,10 @@ use store::{Db, Row};
 
 use crate::error::{Error, Result};
 
-const REPO: &str = "token";
+/// The repository that encrypts tokens.
+pub const TOKEN_REPO: &str = "token";
+/// The repository that encrypts credential blobs at rest.
+pub const CREDENTIAL_REPO: &str = "credential";
 const PAYLOAD_VERSION: u8 = 1;
 
 /// Authentication methods, stored as bits in the payload.
@@ -97,6 +100,16 @@ impl Keys {
         Ok(token.trim_end_matches('=').to_string())
     }
 
+    /// Encrypts arbitrary bytes (credential blobs).
+    pub fn seal(&self, data: &[u8]) -> String {
+        self.multi.encrypt(data)
+    }
+
+    /// Decrypts what [`Keys::seal`] produced.
+    pub fn open(&self, sealed: &str) -> Option<Vec<u8>> {
+        self.multi.decrypt(sealed).ok()
+    }
+
     /// Decrypts a token; None for anything that is not a token we issued.
     pub fn decrypt(&self, token: &str) -> Option<Payload> {
         if token.is_empty() || token.len() > 1024 {
@@ -112,12 +125,17 @@ impl Keys {
     }
 }
 
-/// Loads the keys, creating the repository on first use.
+/// Loads the token keys, creating the repository on first use.
 pub async fn load(db: &Db) -> Result<Arc<Keys>> {
-    let mut rows = key_rows(db).await?;
+    load_repo(db, TOKEN_REPO).await
+}
+
+/// Loads the keys of `repo`, creating it on first use.
+pub async fn load_repo(db: &Db, repo: &str) -> Result<Arc<Keys>> {
+    let mut rows = key_rows(db, repo).await?;
     if rows.is_empty() {
-        setup(db).await?;
-        rows = key_rows(db).await?;
+        setup_repo(db, repo).await?;
+        rows = key_rows(db, repo).await?;
     }
     // Primary (highest index) first: MultiFernet encrypts with the first key.
     rows.sort_by_key(|r| std::cmp::Reverse(r.0));
@@ -136,9 +154,9 @@ pub async fn load(db: &Db) -> Result<Arc<Keys>> {
     }))
 }
 
-async fn key_rows(db: &Db) -> Result<Vec<(i64, String)>> {
+async fn key_rows(db: &Db, repo: &str) -> Result<Vec<(i64, String)>> {
     let rows = store::sqlx::query("SELECT idx, key FROM fernet_keys WHERE repo = $1")
-        .bind(REPO)
+        .bind(repo)
         .fetch_all(db.pool())
         .await?;
     rows.iter()
@@ -146,17 +164,23 @@ async fn key_rows(db: &Db) -> Result<Vec<(i64, String)>> {
         .collect()
 }
 
-/// Creates the repository (a staged key 0 and a primary key 1) unless it exists.
+/// Creates the token and credential repositories unless they exist.
 pub async fn setup(db: &Db) -> Result<()> {
+    setup_repo(db, TOKEN_REPO).await?;
+    setup_repo(db, CREDENTIAL_REPO).await
+}
+
+/// Creates `repo` (a staged key 0 and a primary key 1) unless it exists.
+pub async fn setup_repo(db: &Db, repo: &str) -> Result<()> {
     let mut tx = db.write().await?;
     let existing = store::sqlx::query("SELECT COUNT(*) FROM fernet_keys WHERE repo = $1")
-        .bind(REPO)
+        .bind(repo)
         .fetch_one(&mut **tx)
         .await?
         .try_get::<i64, _>(0)?;
     if existing == 0 {
         for idx in [0i64, 1] {
-            insert_key(&mut tx, idx).await?;
+            insert_key(&mut tx, repo, idx).await?;
         }
         store::bump_revision(&mut tx, "identity").await?;
     }
@@ -164,11 +188,11 @@ pub async fn setup(db: &Db) -> Result<()> {
     Ok(())
 }
 
-async fn insert_key(tx: &mut store::Tx<'_>, idx: i64) -> Result<()> {
+async fn insert_key(tx: &mut store::Tx<'_>, repo: &str, idx: i64) -> Result<()> {
     store::sqlx::query(
         "INSERT INTO fernet_keys (repo, idx, key, created_at) VALUES ($1, $2, $3, $4)",
     )
-    .bind(REPO)
+    .bind(repo)
     .bind(idx)
     .bind(fernet::Fernet::generate_key())
     .bind(store::now_micros())
@@ -182,6 +206,7 @@ async fn insert_key(tx: &mut store::Tx<'_>, idx: i64) -> Result<()> {
 /// secondary keys beyond `max_active_keys` are removed. Returns the new
 /// primary index.
 pub async fn rotate(db: &Db, max_active_keys: usize) -> Result<i64> {
+    const REPO: &str = TOKEN_REPO;
     setup(db).await?;
     let mut tx = db.write().await?;
     let rows = store::sqlx::query("SELECT idx FROM fernet_keys WHERE repo = $1 ORDER BY idx")
@@ -198,7 +223,7 @@ pub async fn rotate(db: &Db, max_active_keys: usize) -> Result<i64> {
         .bind(REPO)
         .execute(&mut **tx)
         .await?;
-    insert_key(&mut tx, 0).await?;
+    insert_key(&mut tx, REPO, 0).await?;
     idxs.retain(|i| *i != 0);
     idxs.push(new_primary);
     idxs.sort_unstable();
@@ -265,7 +290,7 @@ mod tests {
         // Keys: 0, 3, 4.
         let keys4 = load(&db).await.unwrap();
         assert_eq!(keys4.decrypt(&t2), None);
-        let n: i64 = store::sqlx::query("SELECT COUNT(*) FROM fernet_keys")
+        let n: i64 = store::sqlx::query("SELECT COUNT(*) FROM fernet_keys WHERE repo = 'token'")
             .fetch_one(db.pool())
             .await
             .unwrap()

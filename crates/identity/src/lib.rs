@@ -34,6 +34,8 @@ pub const DEFAULT_DOMAIN_ID: &str = "default";
 pub struct Snapshot {
     pub revision: i64,
     pub keys: Arc<fernet::Keys>,
+    /// Encrypts credential blobs at rest.
+    pub credential_keys: Arc<fernet::Keys>,
     pub revocations: Vec<db::revocations::RevocationRow>,
     /// The service catalog as it appears in tokens.
     pub catalog: serde_json::Value,
@@ -152,6 +154,7 @@ impl Identity {
 
 async fn load_snapshot(db: &Db, revision: i64) -> Result<Arc<Snapshot>> {
     let keys = fernet::load(db).await?;
+    let credential_keys = fernet::load_repo(db, fernet::CREDENTIAL_REPO).await?;
     let revocations = db::revocations::revocation_list(db, store::now_micros()).await?;
     let catalog = render::catalog(db).await?;
     let roles = db::roles::role_list(db)
@@ -168,6 +171,7 @@ async fn load_snapshot(db: &Db, revision: i64) -> Result<Arc<Snapshot>> {
     Ok(Arc::new(Snapshot {
         revision,
         keys,
+        credential_keys,
         revocations,
         catalog,
         roles,

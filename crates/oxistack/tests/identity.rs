@@ -1155,3 +1155,140 @@ async fn oversized_body_is_413() {
     assert_eq!(r.body["error"]["code"], 413);
     c.stop().await;
 }
+
+both_engines!(credentials_are_encrypted_at_rest, async |c: &Cloud| {
+    let admin = c.admin_token().await;
+    let me = c
+        .raw(
+            Method::GET,
+            "/identity/v3/auth/tokens",
+            Some(&admin),
+            None,
+            &[("X-Subject-Token", &admin)],
+        )
+        .await;
+    let uid = me.body["token"]["user"]["id"].as_str().unwrap().to_string();
+    let pid = me.body["token"]["project"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = r#"{"access": "AKIA-TEST", "secret": "very-secret-value"}"#;
+    let r = c
+        .post(
+            "/identity/v3/credentials",
+            &admin,
+            json!({"credential": {"type": "ec2", "user_id": uid, "project_id": pid, "blob": blob}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // The ec2 id is the SHA-256 of the access key.
+    let id = r.body["credential"]["id"].as_str().unwrap().to_string();
+    use sha2::Digest;
+    let expected: String = sha2::Sha256::digest(b"AKIA-TEST")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(id, expected);
+    assert_eq!(
+        c.get(&format!("/identity/v3/credentials/{id}"), &admin)
+            .await
+            .body["credential"]["blob"],
+        blob
+    );
+    // Stored sealed: the secret is not in the database.
+    let db = store::Db::connect(&c.db_url, 1).await.unwrap();
+    let stored: String =
+        store::sqlx::query_scalar("SELECT encrypted_blob FROM credentials WHERE id = $1")
+            .bind(&id)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert!(!stored.contains("very-secret-value"));
+    db.close().await;
+    // ec2 without a project is refused; a second one with the same access key conflicts.
+    let r = c
+        .post(
+            "/identity/v3/credentials",
+            &admin,
+            json!({"credential": {"type": "ec2", "user_id": uid, "blob": blob}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = c
+        .post(
+            "/identity/v3/credentials",
+            &admin,
+            json!({"credential": {"type": "ec2", "user_id": uid, "project_id": pid, "blob": blob}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(
+        c.delete(&format!("/identity/v3/credentials/{id}"), &admin)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+});
+
+both_engines!(registered_and_project_limits, async |c: &Cloud| {
+    let admin = c.admin_token().await;
+    let svc = c
+        .get("/identity/v3/services?type=identity", &admin)
+        .await
+        .body["services"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let demo = c
+        .create(&admin, "projects", "project", json!({"name": "demo"}))
+        .await;
+    // A limit needs a registered limit first.
+    let l = json!({"limits": [{"service_id": svc, "project_id": demo, "resource_name": "cores", "resource_limit": 10}]});
+    assert_eq!(
+        c.post("/identity/v3/limits", &admin, l.clone())
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let r = c
+        .post("/identity/v3/registered_limits", &admin,
+              json!({"registered_limits": [{"service_id": svc, "resource_name": "cores", "default_limit": 20, "region_id": "RegionOne"}]}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["registered_limits"][0]["default_limit"], 20);
+    let bad = c
+        .post("/identity/v3/registered_limits", &admin,
+              json!({"registered_limits": [{"service_id": svc, "resource_name": "x", "default_limit": "many"}]}))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let l = json!({"limits": [{"service_id": svc, "region_id": "RegionOne", "project_id": demo, "resource_name": "cores", "resource_limit": 10}]});
+    let r = c.post("/identity/v3/limits", &admin, l.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.body["limits"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        c.post("/identity/v3/limits", &admin, l).await.status,
+        StatusCode::CONFLICT
+    );
+    let u = c
+        .patch(
+            &format!("/identity/v3/limits/{id}"),
+            &admin,
+            json!({"limit": {"resource_limit": 5}}),
+        )
+        .await;
+    assert_eq!(u.body["limit"]["resource_limit"], 5);
+    let list = c
+        .get(&format!("/identity/v3/limits?project_id={demo}"), &admin)
+        .await;
+    assert_eq!(list.body["limits"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        c.get("/identity/v3/limits/model", &admin).await.body["model"]["name"],
+        "flat"
+    );
+    assert_eq!(
+        c.delete(&format!("/identity/v3/limits/{id}"), &admin)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+});

@@ -11,6 +11,7 @@ use super::input::{self, Query as Q};
 use super::{Base, Caller, State};
 use crate::db::credentials::{self as db, CredentialRow};
 use crate::error::{Error, Result};
+use crate::fernet::Keys;
 use crate::render;
 
 const CORE: &[&str] = &["id", "user_id", "project_id", "type", "blob"];
@@ -19,6 +20,25 @@ fn target(c: &CredentialRow) -> api_common::Target {
     api_common::Target::new()
         .with("target.credential.user_id", c.user_id.clone())
         .with_opt("target.credential.project_id", c.project_id.clone())
+}
+
+/// The row as stored: the blob sealed with the credential keys.
+fn sealed(keys: &Keys, mut c: CredentialRow) -> CredentialRow {
+    c.encrypted_blob = keys.seal(c.encrypted_blob.as_bytes());
+    c
+}
+
+/// The row as shown: the blob opened.
+fn opened(keys: &Keys, mut c: CredentialRow) -> Result<CredentialRow> {
+    let plain = keys.open(&c.encrypted_blob).ok_or_else(|| {
+        Error::Internal(format!(
+            "credential {} cannot be decrypted with the current keys",
+            c.id
+        ))
+    })?;
+    c.encrypted_blob = String::from_utf8(plain)
+        .map_err(|_| Error::Internal(format!("credential {} is not UTF-8", c.id)))?;
+    Ok(c)
 }
 
 fn json_of(base: &str, c: &CredentialRow) -> Value {
@@ -67,10 +87,12 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn get_or_404(state: &State, id: &str) -> Result<CredentialRow> {
-    db::credential_get(&state.db, id)
+/// The credential with its blob decrypted.
+async fn get_or_404(state: &State, keys: &Keys, id: &str) -> Result<CredentialRow> {
+    let c = db::credential_get(&state.db, id)
         .await?
-        .ok_or_else(|| Error::not_found("credential", id))
+        .ok_or_else(|| Error::not_found("credential", id))?;
+    opened(keys, c)
 }
 
 pub async fn list(
@@ -80,14 +102,15 @@ pub async fn list(
     Query(q): Query<Q>,
 ) -> Result<Json<Value>> {
     let creds = caller.0.creds();
-    let items = db::credential_list(&state.db)
-        .await?
-        .iter()
-        .filter(|c| q.get("user_id").is_none_or(|u| c.user_id == *u))
-        .filter(|c| q.get("type").is_none_or(|t| c.kind == *t))
-        .filter(|c| state.allowed(&creds, "identity:list_credentials", &target(c)))
-        .map(|c| json_of(&base, c))
-        .collect();
+    let mut items = Vec::new();
+    for c in db::credential_list(&state.db).await? {
+        if q.get("user_id").is_none_or(|u| c.user_id == *u)
+            && q.get("type").is_none_or(|t| c.kind == *t)
+            && state.allowed(&creds, "identity:list_credentials", &target(&c))
+        {
+            items.push(json_of(&base, &opened(&caller.1.credential_keys, c)?));
+        }
+    }
     Ok(Json(input::list(
         "credentials",
         items,
@@ -102,7 +125,7 @@ pub async fn show(
     Base(base): Base,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
-    let c = get_or_404(&state, &id).await?;
+    let c = get_or_404(&state, &caller.1.credential_keys, &id).await?;
     state.authorize(&caller.0, "identity:get_credential", &target(&c))?;
     Ok(Json(json!({ "credential": json_of(&base, &c) })))
 }
@@ -136,7 +159,7 @@ pub async fn create(
         return Err(Error::not_found("user", c.user_id.clone()));
     }
     let mut tx = state.db.write().await?;
-    db::credential_create(&mut tx, &c)
+    db::credential_create(&mut tx, &sealed(&caller.1.credential_keys, c.clone()))
         .await
         .map_err(|e| input::conflict(e, "credential - Duplicate entry"))?;
     state.commit(tx).await?;
@@ -153,7 +176,7 @@ pub async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>> {
-    let mut c = get_or_404(&state, &id).await?;
+    let mut c = get_or_404(&state, &caller.1.credential_keys, &id).await?;
     state.authorize(&caller.0, "identity:update_credential", &target(&c))?;
     let m = input::entity(&body, "credential")?;
     if let Some(u) = input::name(&m, "user_id", 64)? {
@@ -176,13 +199,15 @@ pub async fn update(
     c.extra = input::extra(&m, CORE, &c.extra);
     state.authorize(&caller.0, "identity:update_credential", &target(&c))?;
     let mut tx = state.db.write().await?;
-    db::credential_update(&mut tx, &c).await?;
+    db::credential_update(&mut tx, &sealed(&caller.1.credential_keys, c.clone())).await?;
     state.commit(tx).await?;
     Ok(Json(json!({ "credential": json_of(&base, &c) })))
 }
 
 pub async fn delete(state: State, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
-    let c = get_or_404(&state, &id).await?;
+    let c = db::credential_get(&state.db, &id)
+        .await?
+        .ok_or_else(|| Error::not_found("credential", id.clone()))?;
     state.authorize(&caller.0, "identity:delete_credential", &target(&c))?;
     let mut tx = state.db.write().await?;
     db::credential_delete(&mut tx, &id).await?;

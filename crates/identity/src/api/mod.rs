@@ -9,6 +9,7 @@ mod domains;
 mod grants;
 mod groups;
 mod input;
+mod limits;
 mod projects;
 mod roles;
 mod users;
@@ -206,6 +207,24 @@ pub fn router(state: Arc<Identity>) -> Router {
             get(catalog::endpoint_show)
                 .patch(catalog::endpoint_update)
                 .delete(catalog::endpoint_delete),
+        )
+        .route(
+            "/registered_limits",
+            get(limits::registered_list).post(limits::registered_create),
+        )
+        .route(
+            "/registered_limits/{id}",
+            get(limits::registered_show)
+                .patch(limits::registered_update)
+                .delete(limits::registered_delete),
+        )
+        .route("/limits", get(limits::list).post(limits::create))
+        .route("/limits/model", get(limits::model))
+        .route(
+            "/limits/{id}",
+            get(limits::show)
+                .patch(limits::update)
+                .delete(limits::delete),
         )
         .route(
             "/credentials",

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod credentials;
 pub mod domains;
 pub mod groups;
+pub mod limits;
 pub mod projects;
 pub mod revocations;
 pub mod roles;
