@@ -284,6 +284,93 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "identity:delete_credential",
         "rule:admin_required or user_id:%(target.credential.user_id)s",
     ),
+    // Policy blobs, endpoint filtering, federation objects.
+    ("identity:get_policy", "rule:admin_or_system_reader"),
+    (
+        "identity:get_identity_provider",
+        "rule:admin_or_system_reader",
+    ),
+    ("identity:get_protocol", "rule:admin_or_system_reader"),
+    ("identity:get_mapping", "rule:admin_or_system_reader"),
+    (
+        "identity:get_service_provider",
+        "rule:admin_or_system_reader",
+    ),
+    ("identity:get_endpoint_group", "rule:admin_or_system_reader"),
+    ("identity:list_policies", "rule:admin_or_system_reader"),
+    (
+        "identity:list_identity_providers",
+        "rule:admin_or_system_reader",
+    ),
+    ("identity:list_protocols", "rule:admin_or_system_reader"),
+    ("identity:list_mappings", "rule:admin_or_system_reader"),
+    (
+        "identity:list_service_providers",
+        "rule:admin_or_system_reader",
+    ),
+    (
+        "identity:list_endpoint_groups",
+        "rule:admin_or_system_reader",
+    ),
+    ("identity:create_policy", "rule:admin_required"),
+    ("identity:create_identity_provider", "rule:admin_required"),
+    ("identity:create_protocol", "rule:admin_required"),
+    ("identity:create_mapping", "rule:admin_required"),
+    ("identity:create_service_provider", "rule:admin_required"),
+    ("identity:create_endpoint_group", "rule:admin_required"),
+    ("identity:update_policy", "rule:admin_required"),
+    ("identity:update_identity_provider", "rule:admin_required"),
+    ("identity:update_protocol", "rule:admin_required"),
+    ("identity:update_mapping", "rule:admin_required"),
+    ("identity:update_service_provider", "rule:admin_required"),
+    ("identity:update_endpoint_group", "rule:admin_required"),
+    ("identity:delete_policy", "rule:admin_required"),
+    ("identity:delete_identity_provider", "rule:admin_required"),
+    ("identity:delete_protocol", "rule:admin_required"),
+    ("identity:delete_mapping", "rule:admin_required"),
+    ("identity:delete_service_provider", "rule:admin_required"),
+    ("identity:delete_endpoint_group", "rule:admin_required"),
+    ("identity:add_endpoint_to_project", "rule:admin_required"),
+    (
+        "identity:check_endpoint_in_project",
+        "rule:admin_or_system_reader",
+    ),
+    (
+        "identity:remove_endpoint_from_project",
+        "rule:admin_required",
+    ),
+    (
+        "identity:list_endpoints_for_project",
+        "rule:admin_or_system_reader",
+    ),
+    (
+        "identity:list_projects_for_endpoint",
+        "rule:admin_or_system_reader",
+    ),
+    (
+        "identity:list_endpoints_associated_with_endpoint_group",
+        "rule:admin_or_system_reader",
+    ),
+    (
+        "identity:list_projects_associated_with_endpoint_group",
+        "rule:admin_or_system_reader",
+    ),
+    (
+        "identity:add_endpoint_group_to_project",
+        "rule:admin_required",
+    ),
+    (
+        "identity:get_endpoint_group_in_project",
+        "rule:admin_or_system_reader",
+    ),
+    (
+        "identity:remove_endpoint_group_from_project",
+        "rule:admin_required",
+    ),
+    (
+        "identity:list_endpoint_groups_for_project",
+        "rule:admin_or_system_reader",
+    ),
     // Limits.
     ("identity:get_registered_limit", ""),
     ("identity:list_registered_limits", ""),

@@ -1292,3 +1292,178 @@ both_engines!(registered_and_project_limits, async |c: &Cloud| {
         StatusCode::NO_CONTENT
     );
 });
+
+both_engines!(
+    policies_endpoint_filter_and_federation_objects,
+    async |c: &Cloud| {
+        let admin = c.admin_token().await;
+        // Policy blobs.
+        let p = c
+            .create(
+                &admin,
+                "policies",
+                "policy",
+                json!({"type": "application/json", "blob": "{\"x\": 1}"}),
+            )
+            .await;
+        assert_eq!(
+            c.get(&format!("/identity/v3/policies/{p}"), &admin)
+                .await
+                .body["policy"]["blob"],
+            "{\"x\": 1}"
+        );
+        assert_eq!(
+            c.post(
+                "/identity/v3/policies",
+                &admin,
+                json!({"policy": {"type": "t"}})
+            )
+            .await
+            .status,
+            StatusCode::BAD_REQUEST
+        );
+        // Endpoint filter: direct association and a group.
+        let demo = c
+            .create(&admin, "projects", "project", json!({"name": "demo"}))
+            .await;
+        let eps = c
+            .get("/identity/v3/endpoints?interface=public", &admin)
+            .await;
+        let ep = eps.body["endpoints"][0]["id"].as_str().unwrap().to_string();
+        let assoc = format!("/identity/v3/OS-EP-FILTER/projects/{demo}/endpoints/{ep}");
+        assert_eq!(
+            c.call(Method::HEAD, &assoc, Some(&admin), None)
+                .await
+                .status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(c.put(&assoc, &admin).await.status, StatusCode::NO_CONTENT);
+        assert_eq!(
+            c.call(Method::HEAD, &assoc, Some(&admin), None)
+                .await
+                .status,
+            StatusCode::NO_CONTENT
+        );
+        let listed = c
+            .get(
+                &format!("/identity/v3/OS-EP-FILTER/endpoints/{ep}/projects"),
+                &admin,
+            )
+            .await;
+        assert_eq!(listed.body["projects"][0]["id"], demo.as_str());
+        let bad = c
+            .post(
+                "/identity/v3/OS-EP-FILTER/endpoint_groups",
+                &admin,
+                json!({"endpoint_group": {"name": "g", "filters": {"color": "red"}}}),
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let g = c.post("/identity/v3/OS-EP-FILTER/endpoint_groups", &admin,
+        json!({"endpoint_group": {"name": "internal", "filters": {"interface": "internal"}}})).await;
+        assert_eq!(g.status, StatusCode::CREATED);
+        let gid = g.body["endpoint_group"]["id"].as_str().unwrap().to_string();
+        let in_group = c
+            .get(
+                &format!("/identity/v3/OS-EP-FILTER/endpoint_groups/{gid}/endpoints"),
+                &admin,
+            )
+            .await;
+        assert!(in_group.body["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["interface"] == "internal"));
+        assert_eq!(
+            c.put(
+                &format!("/identity/v3/OS-EP-FILTER/endpoint_groups/{gid}/projects/{demo}"),
+                &admin
+            )
+            .await
+            .status,
+            StatusCode::NO_CONTENT
+        );
+        let mine = c
+            .get(
+                &format!("/identity/v3/OS-EP-FILTER/projects/{demo}/endpoints"),
+                &admin,
+            )
+            .await;
+        assert_eq!(
+            mine.body["endpoints"].as_array().unwrap().len(),
+            2,
+            "{:?}",
+            mine.body
+        );
+        // Federation objects.
+        let m = c
+            .call(
+                Method::PUT,
+                "/identity/v3/OS-FEDERATION/mappings/m1",
+                Some(&admin),
+                Some(json!({"mapping": {"rules": [
+        {"local": [{"user": {"name": "{0}"}}], "remote": [{"type": "REMOTE_USER"}]}]}})),
+            )
+            .await;
+        assert_eq!(m.status, StatusCode::CREATED, "{:?}", m.body);
+        let bad = c
+            .call(
+                Method::PUT,
+                "/identity/v3/OS-FEDERATION/mappings/m2",
+                Some(&admin),
+                Some(json!({"mapping": {"rules": [{}]}})),
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let idp = c.call(Method::PUT, "/identity/v3/OS-FEDERATION/identity_providers/acme", Some(&admin),
+        Some(json!({"identity_provider": {"remote_ids": ["https://idp.acme"], "enabled": true}}))).await;
+        assert_eq!(idp.status, StatusCode::CREATED, "{:?}", idp.body);
+        let domain = idp.body["identity_provider"]["domain_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            c.get(&format!("/identity/v3/domains/{domain}"), &admin)
+                .await
+                .body["domain"]["name"],
+            "acme"
+        );
+        let dup = c
+            .call(
+                Method::PUT,
+                "/identity/v3/OS-FEDERATION/identity_providers/other",
+                Some(&admin),
+                Some(json!({"identity_provider": {"remote_ids": ["https://idp.acme"]}})),
+            )
+            .await;
+        assert_eq!(dup.status, StatusCode::CONFLICT);
+        let proto = c
+            .call(
+                Method::PUT,
+                "/identity/v3/OS-FEDERATION/identity_providers/acme/protocols/saml2",
+                Some(&admin),
+                Some(json!({"protocol": {"mapping_id": "m1"}})),
+            )
+            .await;
+        assert_eq!(proto.status, StatusCode::CREATED);
+        let sp = c.call(Method::PUT, "/identity/v3/OS-FEDERATION/service_providers/sp1", Some(&admin),
+        Some(json!({"service_provider": {"auth_url": "https://sp/auth", "sp_url": "https://sp/ecp"}}))).await;
+        assert_eq!(sp.status, StatusCode::CREATED);
+        assert_eq!(sp.body["service_provider"]["relay_state_prefix"], "ss:mem:");
+        assert_eq!(
+            c.delete("/identity/v3/OS-FEDERATION/identity_providers/acme", &admin)
+                .await
+                .status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            c.get(
+                "/identity/v3/OS-FEDERATION/identity_providers/acme/protocols",
+                &admin
+            )
+            .await
+            .status,
+            StatusCode::NOT_FOUND
+        );
+    }
+);

@@ -139,12 +139,11 @@ pub async fn service_update(tx: &mut Tx<'_>, s: &ServiceRow) -> sqlx::Result<()>
     Ok(())
 }
 
-/// Deletes a service with its endpoints and limits.
+/// Deletes a service with its endpoints (limits naming it are kept, as upstream).
 pub async fn service_delete(tx: &mut Tx<'_>, id: &str) -> sqlx::Result<()> {
     for sql in [
+        "DELETE FROM project_endpoints WHERE endpoint_id IN (SELECT id FROM endpoints WHERE service_id = $1)",
         "DELETE FROM endpoints WHERE service_id = $1",
-        "DELETE FROM limits WHERE service_id = $1",
-        "DELETE FROM registered_limits WHERE service_id = $1",
         "DELETE FROM services WHERE id = $1",
     ] {
         sqlx::query(sql).bind(id).execute(&mut **tx).await?;
@@ -206,9 +205,11 @@ pub async fn endpoint_update(tx: &mut Tx<'_>, e: &EndpointRow) -> sqlx::Result<(
 }
 
 pub async fn endpoint_delete(tx: &mut Tx<'_>, id: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM endpoints WHERE id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    for sql in [
+        "DELETE FROM project_endpoints WHERE endpoint_id = $1",
+        "DELETE FROM endpoints WHERE id = $1",
+    ] {
+        sqlx::query(sql).bind(id).execute(&mut **tx).await?;
+    }
     Ok(())
 }

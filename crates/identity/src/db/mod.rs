@@ -7,6 +7,7 @@ pub mod assignments;
 pub mod catalog;
 pub mod credentials;
 pub mod domains;
+pub mod extensions;
 pub mod groups;
 pub mod limits;
 pub mod projects;
