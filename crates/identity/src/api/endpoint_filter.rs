@@ -194,11 +194,6 @@ fn parse_filters(m: &input::Obj, required: bool) -> Result<Option<String>> {
         None if required => Err(Error::invalid("'filters' is a required property")),
         None => Ok(None),
         Some(Value::Object(f)) => {
-            if f.is_empty() {
-                return Err(Error::invalid(
-                    "Invalid input for field 'filters': at least one filter is required",
-                ));
-            }
             for (k, v) in f {
                 if !FILTER_KEYS.contains(&k.as_str()) || !v.is_string() {
                     return Err(Error::invalid(format!(

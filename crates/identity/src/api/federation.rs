@@ -460,7 +460,12 @@ pub async fn mapping_create(
 ) -> Result<(StatusCode, Json<Value>)> {
     state.authorize(&caller.0, "identity:create_mapping", &none())?;
     let m = input::entity(&body, "mapping")?;
-    input::only(&m, "mapping", &["rules", "schema_version"])?;
+    input::only(&m, "mapping", &["id", "rules", "schema_version"])?;
+    if input::opt_str(&m, "id", 255)?.is_some_and(|b| b != id) {
+        return Err(Error::invalid(
+            "The mapping id in the body differs from the one in the URL.",
+        ));
+    }
     if db::mapping_get(&state.db, &id).await?.is_some() {
         return Err(Error::Conflict(format!(
             "Duplicate entry: mapping {id} exists."
@@ -490,7 +495,10 @@ pub async fn mapping_update(
     state.authorize(&caller.0, "identity:update_mapping", &none())?;
     let mut row = mapping_404(&state, &id).await?;
     let m = input::entity(&body, "mapping")?;
-    input::only(&m, "mapping", &["rules", "schema_version"])?;
+    input::only(&m, "mapping", &["id", "rules", "schema_version"])?;
+    if input::opt_str(&m, "id", 255)?.is_some_and(|b| b != id) {
+        return Err(Error::invalid("The mapping id cannot change."));
+    }
     if let Some(r) = rules(&m)? {
         row.rules = r;
     }
