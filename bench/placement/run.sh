@@ -175,7 +175,8 @@ def val(d, getter):
     if d is None:
         return None
     if callable(getter):
-        return getter(d)
+        v = getter(d)
+        return None if isinstance(v, str) and v.startswith('None') else v
     return g(d, *getter)
 
 out = []
