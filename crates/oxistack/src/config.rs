@@ -20,6 +20,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub log: LogConfig,
     pub identity: identity::IdentityConfig,
+    pub placement: placement::PlacementConfig,
     pub bootstrap: BootstrapConfig,
 }
 
@@ -35,6 +36,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Origins allowed by CORS (`*` for any); empty disables CORS.
     pub cors_allowed_origins: Vec<String>,
+    /// Request headers a CORS preflight may ask for (empty: the API's own
+    /// headers, `x-auth-token`, `openstack-api-version`, ...).
+    pub cors_allow_headers: Vec<String>,
     /// PEM certificate chain and key: serve HTTPS when both are set.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -49,6 +53,7 @@ impl Default for ServerConfig {
             public_url: None,
             max_body_bytes: 1 << 20,
             cors_allowed_origins: Vec::new(),
+            cors_allow_headers: Vec::new(),
             tls_cert: None,
             tls_key: None,
         }

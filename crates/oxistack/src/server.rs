@@ -16,33 +16,49 @@ use crate::config::Config;
 /// The services this binary serves, with their catalog entries.
 pub struct Services {
     pub identity: Arc<identity::Identity>,
+    pub placement: Arc<placement::Placement>,
 }
 
 /// Catalog entries for every service served at `public_url`.
 pub fn catalog(public_url: &str) -> Vec<identity::bootstrap::CatalogEntry> {
-    vec![identity::bootstrap::CatalogEntry {
-        kind: "identity".into(),
-        name: "keystone".into(),
-        url: format!("{public_url}/identity"),
-    }]
+    vec![
+        identity::bootstrap::CatalogEntry {
+            kind: "identity".into(),
+            name: "keystone".into(),
+            url: format!("{public_url}/identity"),
+        },
+        identity::bootstrap::CatalogEntry {
+            kind: "placement".into(),
+            name: "placement".into(),
+            url: format!("{public_url}/placement"),
+        },
+    ]
 }
 
 /// The whole application router.
 pub fn app(cfg: &Config, services: &Services) -> Router {
-    let mut app = Router::new()
-        .route("/", get(root))
-        .nest(
-            "/identity",
-            identity::api::router(services.identity.clone()),
-        )
-        .fallback(not_found)
+    let placement_prefix = cfg.placement.path_prefix.trim_end_matches('/');
+    let placement = placement::api::router(services.placement.clone());
+    let mut app = Router::new().nest(
+        "/identity",
+        identity::api::router(services.identity.clone()),
+    );
+    app = if placement_prefix.is_empty() {
+        // Stand-alone placement: its version document is the root.
+        app.merge(placement)
+    } else {
+        app.route("/", get(root))
+            .nest(placement_prefix, placement)
+            .fallback(not_found)
+    };
+    let mut app = app
         .layer(DefaultBodyLimit::max(cfg.server.max_body_bytes))
         .layer(axum::middleware::map_response(json_rejections))
         .layer(axum::middleware::from_fn(api_common::http::request_id));
     if cfg.server.tls() {
         app = app.layer(axum::middleware::from_fn(mark_tls));
     }
-    if let Some(cors) = cors(&cfg.server.cors_allowed_origins) {
+    if let Some(cors) = cors(&cfg.server.cors_allowed_origins, &cfg.server.cors_allow_headers) {
         app = app.layer(cors);
     }
     app
@@ -55,7 +71,7 @@ async fn mark_tls(mut req: axum::extract::Request, next: axum::middleware::Next)
     next.run(req).await
 }
 
-fn cors(origins: &[String]) -> Option<CorsLayer> {
+fn cors(origins: &[String], allow_headers: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
     }
@@ -64,8 +80,11 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     } else {
         AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
-    Some(
-        CorsLayer::new()
+    let configured: Vec<axum::http::HeaderName> = allow_headers
+        .iter()
+        .filter_map(|h| h.parse().ok())
+        .collect();
+    let layer = CorsLayer::new()
             .allow_origin(allow)
             .allow_methods([
                 Method::GET,
@@ -98,15 +117,19 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                     .parse()
                     .unwrap_or(axum::http::header::ETAG),
             ])
-            .max_age(Duration::from_secs(3600)),
-    )
+            .max_age(Duration::from_secs(3600));
+    Some(if configured.is_empty() {
+        layer
+    } else {
+        layer.allow_headers(configured)
+    })
 }
 
 async fn root() -> Json<serde_json::Value> {
     Json(json!({
         "name": "oxistack",
         "version": env!("CARGO_PKG_VERSION"),
-        "services": { "identity": "/identity" }
+        "services": { "identity": "/identity", "placement": "/placement" }
     }))
 }
 
@@ -161,7 +184,17 @@ pub async fn start_services(cfg: &Config, migrate: bool) -> anyhow::Result<(stor
     let identity = identity::Identity::new(db.clone(), cfg.identity.clone())
         .await
         .map_err(|e| anyhow::anyhow!("identity: {e}"))?;
-    Ok((db, Services { identity }))
+    let tokens: Arc<dyn api_common::TokenValidator> = identity.clone();
+    let placement = placement::Placement::new(db.clone(), cfg.placement.clone(), Some(tokens))
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    Ok((
+        db,
+        Services {
+            identity,
+            placement,
+        },
+    ))
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.

@@ -1,0 +1,39 @@
+//! GET /allocation_candidates (1.10), served from the in-memory model.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
+
+use super::{cache_headers, json_response, query_pairs, Ctx};
+use crate::error::{Error, Result};
+use crate::Placement;
+
+/// Turns an engine error (query validation) into the service's error.
+pub fn engine_error(e: placement_engine::QueryError) -> Error {
+    Error::new(
+        StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+        e.message,
+    )
+    .with_code(e.code)
+}
+
+pub async fn list(ctx: Ctx, State(p): State<Arc<Placement>>, uri: Uri) -> Result<Response> {
+    if !ctx.at_least(10) {
+        return Err(Error::not_found(""));
+    }
+    ctx.can("placement:allocation_candidates:list")?;
+    let pairs = query_pairs(&uri);
+    let request =
+        placement_engine::parse_candidates_query(&pairs, ctx.v.0).map_err(engine_error)?;
+    p.cache.refresh(&p.db).await?;
+    let body = {
+        let model = p.cache.read();
+        let found = model.allocation_candidates(&request).map_err(engine_error)?;
+        placement_engine::render_candidates(&found, ctx.v.0)
+    };
+    let mut res = json_response(StatusCode::OK, &body);
+    cache_headers(&mut res, ctx.v, None);
+    Ok(res)
+}
