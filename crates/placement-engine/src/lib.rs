@@ -12,6 +12,7 @@
 
 mod bitset;
 mod model;
+pub mod perfload;
 mod pyrepr;
 mod query;
 mod render;
@@ -23,5 +24,5 @@ pub use query::{
     parse_traits_value, CandidatesRequest, ProvidersFilter, QueryError, RequestGroup,
     CODE_BAD_VALUE, CODE_DEFAULT, CODE_DUPLICATE_KEY, CODE_MISSING_VALUE,
 };
-pub use render::render_candidates;
-pub use search::{AllocationRequest, Candidates, ProviderSummary, SummaryResource};
+pub use render::{render_candidates, render_candidates_json};
+pub use search::{AllocationRequest, Candidates, ProviderSummary};

@@ -7,6 +7,7 @@
 //! provider update never rebuilds the model.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::bitset::BitSet;
 
@@ -56,7 +57,7 @@ pub struct ProviderRecord {
 #[derive(Default, Debug, Clone)]
 pub(crate) struct Interner {
     ids: HashMap<String, u32>,
-    names: Vec<String>,
+    names: Vec<Arc<str>>,
 }
 
 impl Interner {
@@ -65,18 +66,18 @@ impl Interner {
             return *id;
         }
         let id = self.names.len() as u32;
-        self.names.push(s.to_string());
+        self.names.push(Arc::from(s));
         self.ids.insert(s.to_string(), id);
         id
     }
     pub(crate) fn get(&self, s: &str) -> Option<u32> {
         self.ids.get(s).copied()
     }
-    pub(crate) fn name(&self, id: u32) -> &str {
-        self.names
-            .get(id as usize)
-            .map(String::as_str)
-            .unwrap_or("")
+    pub(crate) fn str(&self, id: u32) -> &str {
+        self.names.get(id as usize).map(|s| &**s).unwrap_or("")
+    }
+    pub(crate) fn all(&self) -> Vec<Arc<str>> {
+        self.names.clone()
     }
 }
 
@@ -109,6 +110,7 @@ impl InvEntry {
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub(crate) rec: ProviderRecord,
+    pub(crate) uuid: Arc<str>,
     pub(crate) seq: u64,
     pub(crate) parent: Option<u32>,
     pub(crate) root: u32,
@@ -485,8 +487,10 @@ impl Model {
                 cn.parent = Some(id);
             }
         }
+        let uuid: Arc<str> = Arc::from(rec.uuid.as_str());
         self.slots[id as usize] = Some(Node {
             rec,
+            uuid,
             seq,
             parent,
             root: provisional_root,
@@ -601,20 +605,20 @@ impl Model {
         true
     }
 
-    /// Providers (ids) whose tree root is `root`, via the children index.
-    pub(crate) fn tree_members(&self, root: u32) -> Vec<u32> {
-        let mut out = Vec::new();
-        let mut stack = vec![root];
+    /// Appends the providers of the tree rooted at `root` (depth first).
+    pub(crate) fn tree_members_into(&self, root: u32, out: &mut Vec<u32>, stack: &mut Vec<u32>) {
+        let start = out.len();
+        stack.clear();
+        stack.push(root);
         while let Some(x) = stack.pop() {
-            if out.len() > self.slots.len() {
+            if out.len() - start > self.slots.len() {
                 break;
             }
             if let Some(n) = self.node(x) {
                 out.push(x);
-                stack.extend(n.children.iter().copied());
+                stack.extend(n.children.iter().rev().copied());
             }
         }
-        out
     }
 
     /// Bitset of providers that are members of any of `aggs`.

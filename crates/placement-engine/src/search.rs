@@ -2,45 +2,84 @@
 //! get_by_requests` with its research context) and the provider-filter
 //! search of `GET /resource_providers`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::bitset::BitSet;
 use crate::model::{Model, ProviderRecord, SHARES_TRAIT};
 use crate::query::{CandidatesRequest, ProvidersFilter, QueryError, RequestGroup};
 
-/// The result of an allocation-candidates search.
+/// The result of an allocation-candidates search. Providers, classes,
+/// traits and group suffixes are referenced by index into the name tables
+/// (`providers`, `classes`, `traits`, `suffixes`); render with
+/// [`crate::render_candidates`] or [`crate::render_candidates_json`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Candidates {
     pub allocation_requests: Vec<AllocationRequest>,
     pub provider_summaries: Vec<ProviderSummary>,
     /// Every class named in any group (summaries before 1.27 show only these).
     pub requested_classes: Vec<String>,
+    /// Indexes (into `classes`) of `requested_classes`.
+    pub requested: Vec<u32>,
+    /// Provider uuids, concatenated (see [`Candidates::provider_uuid`]).
+    provider_buf: String,
+    /// End offset in `provider_buf` of each provider's uuid.
+    provider_ends: Vec<u32>,
+    /// Whether any provider uuid needs JSON escaping.
+    pub(crate) providers_need_escape: bool,
+    /// Resource class names.
+    pub classes: Vec<Arc<str>>,
+    /// Trait names.
+    pub traits: Vec<Arc<str>>,
+    /// Group suffixes in request order ("" for the unsuffixed group).
+    pub suffixes: Vec<Arc<str>>,
+}
+
+impl Candidates {
+    pub fn provider_uuid(&self, i: u32) -> &str {
+        let i = i as usize;
+        let end = self.provider_ends.get(i).copied().unwrap_or(0) as usize;
+        let start = match i {
+            0 => 0,
+            _ => self.provider_ends.get(i - 1).copied().unwrap_or(0) as usize,
+        };
+        self.provider_buf.get(start..end).unwrap_or("")
+    }
+    /// Number of distinct providers referenced.
+    pub fn provider_count(&self) -> usize {
+        self.provider_ends.len()
+    }
+    pub fn class_name(&self, i: u32) -> &str {
+        self.classes.get(i as usize).map(|s| &**s).unwrap_or("")
+    }
+    pub fn trait_name(&self, i: u32) -> &str {
+        self.traits.get(i as usize).map(|s| &**s).unwrap_or("")
+    }
+    pub fn suffix(&self, i: u32) -> &str {
+        self.suffixes.get(i as usize).map(|s| &**s).unwrap_or("")
+    }
 }
 
 /// One candidate: what to allocate from which provider.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AllocationRequest {
-    /// (provider uuid, [(resource class, amount)]), in first-use order.
-    pub allocations: Vec<(String, Vec<(String, i64)>)>,
-    /// (group suffix, provider uuids satisfying it), in group order.
-    pub mappings: Vec<(String, Vec<String>)>,
+    /// (provider, class, amount); entries of one provider are adjacent,
+    /// providers in first-use order.
+    pub resources: Vec<(u32, u32, i64)>,
+    /// (group index into `suffixes`, provider) pairs, in group order.
+    pub mappings: Vec<(u32, u32)>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SummaryResource {
-    pub resource_class: String,
-    pub capacity: i64,
-    pub used: i64,
-}
-
+/// One provider of a tree involved in the candidates.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProviderSummary {
-    pub uuid: String,
-    pub parent_uuid: Option<String>,
-    pub root_uuid: String,
-    pub resources: Vec<SummaryResource>,
-    /// Sorted trait names.
-    pub traits: Vec<String>,
+    pub provider: u32,
+    pub parent: Option<u32>,
+    pub root: u32,
+    /// (class, capacity, used) for every inventory of the provider.
+    pub resources: Vec<(u32, i64, i64)>,
+    /// Traits, sorted by name.
+    pub traits: Vec<u32>,
 }
 
 /// A single-group allocation request (internal).
@@ -52,6 +91,9 @@ struct AReq {
     /// Providers satisfying the group (sorted).
     mapping: Vec<u32>,
 }
+
+/// Identity of a merged request (upstream's `AllocationRequest.__eq__`).
+type DedupKey = (Vec<(u32, u32, i64)>, Vec<Vec<u32>>);
 
 /// A merged allocation request (internal).
 struct Merged {
@@ -228,6 +270,7 @@ impl Model {
             requested_classes: requested_classes.clone(),
             ..Default::default()
         };
+        let empty = || empty.clone();
         let shares_trait = self.traits.get(SHARES_TRAIT);
         let sharing = match shares_trait.and_then(|t| self.by_trait.get(t as usize)) {
             Some(list) => BitSet::from_ids(self.slot_count(), list.iter().copied()),
@@ -256,7 +299,7 @@ impl Model {
                 }
             }
             if roots.is_empty() {
-                return Ok(empty);
+                return Ok(empty());
             }
             s.anchor_roots = Some(roots);
         }
@@ -264,11 +307,11 @@ impl Model {
         let mut per_group: Vec<Vec<AReq>> = Vec::with_capacity(req.groups.len());
         for g in &req.groups {
             let Some(gc) = s.group_ctx(g)? else {
-                return Ok(empty);
+                return Ok(empty());
             };
             let areqs = s.one_group(&gc);
             if areqs.is_empty() {
-                return Ok(empty);
+                return Ok(empty());
             }
             per_group.push(areqs);
         }
@@ -650,35 +693,23 @@ impl Search<'_> {
         let cap = m.slot_count();
         let rps = BitSet::from_ids(cap, all.iter().map(|x| x.rp));
         let mut good_roots = BitSet::new(cap);
-        let mut root_traits: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut clause_roots: Vec<BitSet> = vec![BitSet::new(cap); gc.required.len()];
         for rp in rps.iter() {
             let Some(n) = m.node(rp) else { continue };
             if n.has_any_trait(&gc.forbidden) {
                 continue;
             }
             good_roots.insert(n.root);
-            if !gc.required.is_empty() {
-                root_traits
-                    .entry(n.root)
-                    .or_default()
-                    .extend(n.traits.iter().copied());
-            }
-        }
-        let ok_roots = if gc.required.is_empty() {
-            good_roots
-        } else {
-            let mut ok = BitSet::new(cap);
-            for (root, traits) in &root_traits {
-                if gc
-                    .required
-                    .iter()
-                    .all(|clause| clause.iter().any(|t| traits.contains(t)))
-                {
-                    ok.insert(*root);
+            for (k, clause) in gc.required.iter().enumerate() {
+                if n.has_any_trait(clause) {
+                    clause_roots[k].insert(n.root);
                 }
             }
-            ok
-        };
+        }
+        let mut ok_roots = good_roots;
+        for c in &clause_roots {
+            ok_roots.intersect_with(c);
+        }
         all.retain(|x| {
             m.node(x.rp)
                 .map(|n| n.root == x.anchor && ok_roots.contains(n.root))
@@ -764,17 +795,28 @@ impl Search<'_> {
     ) -> Candidates {
         let m = self.m;
         let ngroups = per_group.len();
-        let mut anchor_pos: HashMap<u32, usize> = HashMap::new();
-        let mut by_anchor: Vec<Vec<Vec<&AReq>>> = Vec::new();
+        let root_of = |p: u32| m.node(p).map(|n| n.root).unwrap_or(p);
+        // Group the requests by anchor, anchors in order of first appearance.
+        let mut anchor_order: Vec<u32> = vec![u32::MAX; m.slot_count()];
+        let mut next_order = 0u32;
+        let mut entries: Vec<(u32, u32, u32)> = Vec::new(); // (order, group, index)
+                                                            // Duplicates after consolidation are only possible when a request is
+                                                            // anchored outside the tree of one of its providers (sharing).
+        let mut needs_dedup = false;
         for (g, areqs) in per_group.iter().enumerate() {
-            for a in areqs {
-                let pos = *anchor_pos.entry(a.anchor).or_insert_with(|| {
-                    by_anchor.push(vec![Vec::new(); ngroups]);
-                    by_anchor.len() - 1
-                });
-                by_anchor[pos][g].push(a);
+            for (i, a) in areqs.iter().enumerate() {
+                let slot = &mut anchor_order[a.anchor as usize];
+                if *slot == u32::MAX {
+                    *slot = next_order;
+                    next_order += 1;
+                }
+                entries.push((*slot, g as u32, i as u32));
+                if !needs_dedup && a.mapping.iter().any(|p| root_of(*p) != a.anchor) {
+                    needs_dedup = true;
+                }
             }
         }
+        entries.sort_unstable();
         let granular: Vec<bool> = req.groups.iter().map(|g| g.use_same_provider()).collect();
         let num_granular = granular.iter().filter(|x| **x).count();
         let isolate = req.isolate();
@@ -792,19 +834,38 @@ impl Search<'_> {
             .collect();
 
         let mut merged: Vec<Merged> = Vec::new();
-        let mut seen: HashSet<(Vec<(u32, u32, i64)>, Vec<Vec<u32>>)> = HashSet::new();
-        for lists in &by_anchor {
+        let mut seen: HashSet<DedupKey> = HashSet::new();
+        let mut lists: Vec<Vec<&AReq>> = vec![Vec::new(); ngroups];
+        let mut e = 0;
+        while e < entries.len() {
+            let order = entries[e].0;
+            for l in lists.iter_mut() {
+                l.clear();
+            }
+            while e < entries.len() && entries[e].0 == order {
+                let (_, g, i) = entries[e];
+                if let Some(a) = per_group.get(g as usize).and_then(|v| v.get(i as usize)) {
+                    lists[g as usize].push(a);
+                }
+                e += 1;
+            }
             if lists.iter().any(|l| l.is_empty()) {
                 continue;
             }
             let mut idx = vec![0usize; ngroups];
+            let mut combo: Vec<&AReq> = Vec::with_capacity(ngroups);
             'combos: loop {
-                let combo: Vec<&AReq> = (0..ngroups).map(|g| lists[g][idx[g]]).collect();
+                combo.clear();
+                combo.extend((0..ngroups).map(|g| lists[g][idx[g]]));
                 if self.combo_ok(&combo, isolate, &granular, num_granular, &subtree_groups) {
                     if let Some(mg) = self.consolidate(&combo) {
-                        let mut key_rrs = mg.rrs.clone();
-                        key_rrs.sort_unstable();
-                        if seen.insert((key_rrs, mg.mappings.clone())) {
+                        if needs_dedup {
+                            let mut key_rrs = mg.rrs.clone();
+                            key_rrs.sort_unstable();
+                            if seen.insert((key_rrs, mg.mappings.clone())) {
+                                merged.push(mg);
+                            }
+                        } else {
                             merged.push(mg);
                         }
                     }
@@ -830,7 +891,6 @@ impl Search<'_> {
             };
         }
 
-        let root_of = |p: u32| m.node(p).map(|n| n.root).unwrap_or(p);
         // Trees of every provider in the merged requests (upstream's summaries).
         let mut tree_order: Vec<u32> = Vec::new();
         let mut tree_seen = BitSet::new(m.slot_count());
@@ -843,8 +903,11 @@ impl Search<'_> {
                 }
             }
         }
-        let mut summary_ids: Vec<u32> =
-            tree_order.iter().flat_map(|r| m.tree_members(*r)).collect();
+        let mut summary_ids: Vec<u32> = Vec::new();
+        let mut stack = Vec::new();
+        for r in &tree_order {
+            m.tree_members_into(*r, &mut summary_ids, &mut stack);
+        }
 
         // Before 1.29: drop requests using two providers of one tree.
         if !req.nested_aware() && self.has_trees {
@@ -880,60 +943,84 @@ impl Search<'_> {
             }
         }
 
-        let uuid = |p: u32| m.node(p).map(|n| n.rec.uuid.clone()).unwrap_or_default();
-        let rc_name = |rc: u32| m.rcs.name(rc).to_string();
-        let allocation_requests = merged
-            .iter()
-            .map(|mg| {
-                let mut allocations: Vec<(u32, Vec<(String, i64)>)> = Vec::new();
-                for (rp, rc, amt) in &mg.rrs {
-                    match allocations.iter_mut().find(|(p, _)| p == rp) {
-                        Some((_, v)) => v.push((rc_name(*rc), *amt)),
-                        None => allocations.push((*rp, vec![(rc_name(*rc), *amt)])),
+        // Output: providers get local indexes into `Candidates::providers`.
+        let mut local: Vec<u32> = vec![u32::MAX; m.slot_count()];
+        let mut provider_buf = String::with_capacity(summary_ids.len() * 36 + 64);
+        let mut provider_ends: Vec<u32> = Vec::with_capacity(summary_ids.len());
+        let mut escape = false;
+        let mut local_of = |p: u32| -> u32 {
+            let slot = &mut local[p as usize];
+            if *slot == u32::MAX {
+                *slot = provider_ends.len() as u32;
+                if let Some(n) = m.node(p) {
+                    provider_buf.push_str(&n.uuid);
+                    escape |= crate::render::needs_escape(&n.uuid);
+                }
+                provider_ends.push(provider_buf.len() as u32);
+            }
+            *slot
+        };
+        let mut allocation_requests = Vec::with_capacity(merged.len());
+        for mg in &merged {
+            let mut resources: Vec<(u32, u32, i64)> = Vec::with_capacity(mg.rrs.len());
+            // grouped by provider, providers in first-use order
+            for (k, (rp, _, _)) in mg.rrs.iter().enumerate() {
+                if mg.rrs[..k].iter().any(|x| x.0 == *rp) {
+                    continue;
+                }
+                let lp = local_of(*rp);
+                for (rp2, rc, amt) in &mg.rrs[k..] {
+                    if rp2 == rp {
+                        resources.push((lp, *rc, *amt));
                     }
                 }
-                AllocationRequest {
-                    allocations: allocations.into_iter().map(|(p, v)| (uuid(p), v)).collect(),
-                    mappings: req
-                        .groups
-                        .iter()
-                        .zip(mg.mappings.iter())
-                        .map(|(g, ps)| (g.suffix.clone(), ps.iter().map(|p| uuid(*p)).collect()))
-                        .collect(),
+            }
+            let mut mappings: Vec<(u32, u32)> = Vec::new();
+            for (g, ps) in mg.mappings.iter().enumerate() {
+                for p in ps {
+                    mappings.push((g as u32, local_of(*p)));
                 }
-            })
-            .collect();
-        let provider_summaries = summary_ids
+            }
+            allocation_requests.push(AllocationRequest {
+                resources,
+                mappings,
+            });
+        }
+        let mut provider_summaries = Vec::with_capacity(summary_ids.len());
+        for p in &summary_ids {
+            let Some(n) = m.node(*p) else { continue };
+            let provider = local_of(*p);
+            let parent = n.parent.map(&mut local_of);
+            let root = local_of(n.root);
+            let mut traits: Vec<u32> = n.traits.clone();
+            traits.sort_unstable_by(|a, b| m.traits.str(*a).cmp(m.traits.str(*b)));
+            provider_summaries.push(ProviderSummary {
+                provider,
+                parent,
+                root,
+                resources: n.inv.iter().map(|e| (e.rc, e.capacity(), e.used)).collect(),
+                traits,
+            });
+        }
+        let requested: Vec<u32> = requested_classes
             .iter()
-            .filter_map(|p| m.node(*p))
-            .map(|n| {
-                let mut traits: Vec<String> = n
-                    .traits
-                    .iter()
-                    .map(|t| m.traits.name(*t).to_string())
-                    .collect();
-                traits.sort_unstable();
-                ProviderSummary {
-                    uuid: n.rec.uuid.clone(),
-                    parent_uuid: n.parent.and_then(|p| m.node(p)).map(|p| p.rec.uuid.clone()),
-                    root_uuid: n.rec.root_uuid.clone(),
-                    resources: n
-                        .inv
-                        .iter()
-                        .map(|e| SummaryResource {
-                            resource_class: rc_name(e.rc),
-                            capacity: e.capacity(),
-                            used: e.used,
-                        })
-                        .collect(),
-                    traits,
-                }
-            })
+            .filter_map(|c| m.rcs.get(c))
             .collect();
         Candidates {
             allocation_requests,
             provider_summaries,
             requested_classes,
+            requested,
+            provider_buf,
+            provider_ends,
+            providers_need_escape: escape,
+            classes: m.rcs.all(),
+            traits: m.traits.all(),
+            suffixes: req
+                .groups
+                .iter()
+                .map(|g| Arc::from(g.suffix.as_str()))
+                .collect(),
         }
     }
 

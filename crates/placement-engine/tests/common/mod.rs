@@ -1,9 +1,10 @@
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 
 use placement_engine::{
-    parse_candidates_query, render_candidates, Candidates, Inventory, Model, ProviderRecord,
+    parse_candidates_query, render_candidates, render_candidates_json, Candidates, Inventory,
+    Model, ProviderRecord,
 };
 use serde_json::Value;
 
@@ -146,8 +147,14 @@ pub fn search(m: &Model, q: &str, minor: u16) -> Candidates {
         .unwrap_or_else(|e| panic!("search {q}: {e}"))
 }
 
+/// Renders both ways and checks they agree.
 pub fn body(m: &Model, q: &str, minor: u16) -> Value {
-    render_candidates(&search(m, q, minor), minor)
+    let c = search(m, q, minor);
+    let v = render_candidates(&c, minor);
+    let s = render_candidates_json(&c, minor);
+    let parsed: Value = serde_json::from_str(&s).unwrap();
+    assert_eq!(parsed, v, "string and Value renderings differ for {q}");
+    v
 }
 
 pub fn n_areqs(v: &Value) -> usize {
