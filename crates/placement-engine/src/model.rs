@@ -151,6 +151,11 @@ pub struct Model {
     /// Resource classes / traits that exist (indexed by interned id).
     known_rcs: Vec<bool>,
     known_traits: Vec<bool>,
+    /// Order of traits as given to `set_traits`/`add_trait` (upstream lists
+    /// a provider's traits in trait-id order: standard traits first, then
+    /// custom ones by creation).
+    trait_rank: Vec<u32>,
+    next_trait_rank: u32,
     /// Sorted provider ids having inventory of a class / a trait / in an agg.
     pub(crate) by_rc: Vec<Vec<u32>>,
     pub(crate) by_trait: Vec<Vec<u32>>,
@@ -220,12 +225,10 @@ impl Model {
         S: AsRef<str>,
     {
         self.known_traits.clear();
+        self.trait_rank.clear();
+        self.next_trait_rank = 0;
         for n in names {
-            let id = self.traits.intern(n.as_ref()) as usize;
-            if self.known_traits.len() <= id {
-                self.known_traits.resize(id + 1, false);
-            }
-            self.known_traits[id] = true;
+            self.add_trait(n.as_ref());
         }
     }
 
@@ -245,6 +248,27 @@ impl Model {
             self.known_traits.resize(id + 1, false);
         }
         self.known_traits[id] = true;
+        if self.trait_rank.len() <= id {
+            self.trait_rank.resize(id + 1, u32::MAX);
+        }
+        if self.trait_rank[id] == u32::MAX {
+            self.trait_rank[id] = self.next_trait_rank;
+            self.next_trait_rank += 1;
+        }
+    }
+
+    /// Sort key of a trait in provider summaries: standard before custom,
+    /// then the order the traits were declared in, then the name.
+    pub(crate) fn trait_order_key(&self, id: u32) -> (bool, u32, &str) {
+        let name = self.traits.str(id);
+        (
+            name.starts_with("CUSTOM_"),
+            self.trait_rank
+                .get(id as usize)
+                .copied()
+                .unwrap_or(u32::MAX),
+            name,
+        )
     }
 
     /// Removes a resource class / trait from the existing sets.
@@ -260,6 +284,9 @@ impl Model {
         if let Some(id) = self.traits.get(name) {
             if let Some(k) = self.known_traits.get_mut(id as usize) {
                 *k = false;
+            }
+            if let Some(r) = self.trait_rank.get_mut(id as usize) {
+                *r = u32::MAX;
             }
         }
     }
@@ -339,11 +366,15 @@ impl Model {
         let traits = std::mem::take(&mut self.traits);
         let known_rcs = std::mem::take(&mut self.known_rcs);
         let known_traits = std::mem::take(&mut self.known_traits);
+        let trait_rank = std::mem::take(&mut self.trait_rank);
+        let next_trait_rank = self.next_trait_rank;
         *self = Model {
             rcs,
             traits,
             known_rcs,
             known_traits,
+            trait_rank,
+            next_trait_rank,
             ..Model::default()
         };
         self.upsert_providers(records);

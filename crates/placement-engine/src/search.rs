@@ -78,7 +78,8 @@ pub struct ProviderSummary {
     pub root: u32,
     /// (class, capacity, used) for every inventory of the provider.
     pub resources: Vec<(u32, i64, i64)>,
-    /// Traits, sorted by name.
+    /// Traits in upstream's order (standard traits first, then custom ones;
+    /// within each, the order given to `Model::set_traits`).
     pub traits: Vec<u32>,
 }
 
@@ -993,7 +994,7 @@ impl Search<'_> {
             let parent = n.parent.map(&mut local_of);
             let root = local_of(n.root);
             let mut traits: Vec<u32> = n.traits.clone();
-            traits.sort_unstable_by(|a, b| m.traits.str(*a).cmp(m.traits.str(*b)));
+            traits.sort_unstable_by(|a, b| m.trait_order_key(*a).cmp(&m.trait_order_key(*b)));
             provider_summaries.push(ProviderSummary {
                 provider,
                 parent,
