@@ -34,6 +34,11 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     res
 }
 
+/// Response extension: the service already rendered this response's body
+/// in the format it wants (outer layers must not rewrite it).
+#[derive(Clone, Copy, Debug)]
+pub struct Rendered;
+
 /// Why a request body could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyError(pub String);

@@ -4,4 +4,5 @@
 
 pub mod cloud;
 pub mod config;
+pub mod framing;
 pub mod server;

@@ -58,7 +58,10 @@ pub fn app(cfg: &Config, services: &Services) -> Router {
     if cfg.server.tls() {
         app = app.layer(axum::middleware::from_fn(mark_tls));
     }
-    if let Some(cors) = cors(&cfg.server.cors_allowed_origins, &cfg.server.cors_allow_headers) {
+    if let Some(cors) = cors(
+        &cfg.server.cors_allowed_origins,
+        &cfg.server.cors_allow_headers,
+    ) {
         app = app.layer(cors);
     }
     app
@@ -85,39 +88,39 @@ fn cors(origins: &[String], allow_headers: &[String]) -> Option<CorsLayer> {
         .filter_map(|h| h.parse().ok())
         .collect();
     let layer = CorsLayer::new()
-            .allow_origin(allow)
-            .allow_methods([
-                Method::GET,
-                Method::HEAD,
-                Method::POST,
-                Method::PUT,
-                Method::PATCH,
-                Method::DELETE,
-            ])
-            .allow_headers([
-                "x-auth-token"
-                    .parse()
-                    .unwrap_or(axum::http::header::AUTHORIZATION),
-                "x-subject-token"
-                    .parse()
-                    .unwrap_or(axum::http::header::AUTHORIZATION),
-                "openstack-api-version"
-                    .parse()
-                    .unwrap_or(axum::http::header::AUTHORIZATION),
-                axum::http::header::CONTENT_TYPE,
-            ])
-            .expose_headers([
-                "x-subject-token"
-                    .parse()
-                    .unwrap_or(axum::http::header::ETAG),
-                "x-openstack-request-id"
-                    .parse()
-                    .unwrap_or(axum::http::header::ETAG),
-                "openstack-api-version"
-                    .parse()
-                    .unwrap_or(axum::http::header::ETAG),
-            ])
-            .max_age(Duration::from_secs(3600));
+        .allow_origin(allow)
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            "x-auth-token"
+                .parse()
+                .unwrap_or(axum::http::header::AUTHORIZATION),
+            "x-subject-token"
+                .parse()
+                .unwrap_or(axum::http::header::AUTHORIZATION),
+            "openstack-api-version"
+                .parse()
+                .unwrap_or(axum::http::header::AUTHORIZATION),
+            axum::http::header::CONTENT_TYPE,
+        ])
+        .expose_headers([
+            "x-subject-token"
+                .parse()
+                .unwrap_or(axum::http::header::ETAG),
+            "x-openstack-request-id"
+                .parse()
+                .unwrap_or(axum::http::header::ETAG),
+            "openstack-api-version"
+                .parse()
+                .unwrap_or(axum::http::header::ETAG),
+        ])
+        .max_age(Duration::from_secs(3600));
     Some(if configured.is_empty() {
         layer
     } else {
@@ -150,7 +153,11 @@ async fn json_rejections(res: Response) -> Response {
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/plain"));
-    if !(status.is_client_error() && is_text) {
+    let rendered = res
+        .extensions()
+        .get::<api_common::http::Rendered>()
+        .is_some();
+    if rendered || !(status.is_client_error() && is_text) {
         return res;
     }
     let message = match status {
@@ -219,7 +226,8 @@ pub async fn serve(
             .serve(app.into_make_service())
             .await?;
     } else {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let listener =
+            crate::framing::GuardedListener(tokio::net::TcpListener::from_std(listener)?);
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;

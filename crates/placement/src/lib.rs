@@ -41,7 +41,9 @@ pub struct Placement {
 
 impl std::fmt::Debug for Placement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Placement").field("config", &self.config).finish()
+        f.debug_struct("Placement")
+            .field("config", &self.config)
+            .finish()
     }
 }
 

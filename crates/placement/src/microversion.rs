@@ -66,7 +66,9 @@ pub fn negotiate(requested: Option<&str>) -> Result<Version, VersionError> {
     if major == 1 && (MIN_MINOR as i64..=MAX_MINOR as i64).contains(&minor) {
         Ok(Version(minor as u16))
     } else {
-        Err(VersionError::Value(format!("Unacceptable version header: {s}")))
+        Err(VersionError::Value(format!(
+            "Unacceptable version header: {s}"
+        )))
     }
 }
 
@@ -79,8 +81,14 @@ mod tests {
         assert_eq!(negotiate(None), Ok(Version(0)));
         assert_eq!(negotiate(Some("latest")), Ok(Version(MAX_MINOR)));
         assert_eq!(negotiate(Some("1.05")), Ok(Version(5)));
-        assert!(matches!(negotiate(Some("0.5")), Err(VersionError::Value(_))));
-        assert!(matches!(negotiate(Some("1.40")), Err(VersionError::Value(_))));
+        assert!(matches!(
+            negotiate(Some("0.5")),
+            Err(VersionError::Value(_))
+        ));
+        assert!(matches!(
+            negotiate(Some("1.40")),
+            Err(VersionError::Value(_))
+        ));
         assert!(matches!(negotiate(Some("cow")), Err(VersionError::Type(_))));
         assert_eq!(
             requested(["compute 2.1, placement 1.9"].into_iter()).as_deref(),

@@ -28,38 +28,110 @@ const BASE: &[(&str, &str, bool)] = &[
 
 /// Every API rule and the base rule it defaults to.
 pub const RULES: &[(&str, &str)] = &[
-    ("placement:resource_providers:list", "rule:admin_or_service_api"),
-    ("placement:resource_providers:create", "rule:admin_or_service_api"),
-    ("placement:resource_providers:show", "rule:admin_or_service_api"),
-    ("placement:resource_providers:update", "rule:admin_or_service_api"),
-    ("placement:resource_providers:delete", "rule:admin_or_service_api"),
-    ("placement:resource_classes:list", "rule:admin_or_service_api"),
-    ("placement:resource_classes:create", "rule:admin_or_service_api"),
-    ("placement:resource_classes:show", "rule:admin_or_service_api"),
-    ("placement:resource_classes:update", "rule:admin_or_service_api"),
-    ("placement:resource_classes:delete", "rule:admin_or_service_api"),
-    ("placement:resource_providers:inventories:list", "rule:admin_or_service_api"),
-    ("placement:resource_providers:inventories:create", "rule:admin_or_service_api"),
-    ("placement:resource_providers:inventories:show", "rule:admin_or_service_api"),
-    ("placement:resource_providers:inventories:update", "rule:admin_or_service_api"),
-    ("placement:resource_providers:inventories:delete", "rule:admin_or_service_api"),
-    ("placement:resource_providers:aggregates:list", "rule:admin_or_service_api"),
-    ("placement:resource_providers:aggregates:update", "rule:admin_or_service_api"),
-    ("placement:resource_providers:usages", "rule:admin_or_service_api"),
-    ("placement:usages", "rule:admin_or_project_reader_or_service_api"),
+    (
+        "placement:resource_providers:list",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_providers:create",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_providers:show",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_providers:update",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_providers:delete",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_classes:list",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_classes:create",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_classes:show",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_classes:update",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_classes:delete",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_providers:inventories:list",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_providers:inventories:create",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_providers:inventories:show",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_providers:inventories:update",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_providers:inventories:delete",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_providers:aggregates:list",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_providers:aggregates:update",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_providers:usages",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:usages",
+        "rule:admin_or_project_reader_or_service_api",
+    ),
     ("placement:traits:list", "rule:admin_or_service_api"),
     ("placement:traits:show", "rule:admin_or_service_api"),
     ("placement:traits:update", "rule:admin_or_service_api"),
     ("placement:traits:delete", "rule:admin_or_service_api"),
-    ("placement:resource_providers:traits:list", "rule:admin_or_service_api"),
-    ("placement:resource_providers:traits:update", "rule:admin_or_service_api"),
-    ("placement:resource_providers:traits:delete", "rule:admin_or_service_api"),
+    (
+        "placement:resource_providers:traits:list",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_providers:traits:update",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:resource_providers:traits:delete",
+        "rule:admin_or_service_api",
+    ),
     ("placement:allocations:manage", "rule:admin_or_service_api"),
     ("placement:allocations:list", "rule:admin_or_service_api"),
     ("placement:allocations:update", "rule:admin_or_service_api"),
     ("placement:allocations:delete", "rule:admin_or_service_api"),
-    ("placement:resource_providers:allocations:list", "rule:admin_or_service_api"),
-    ("placement:allocation_candidates:list", "rule:admin_or_service_api"),
+    (
+        "placement:resource_providers:allocations:list",
+        "rule:admin_or_service_api",
+    ),
+    (
+        "placement:allocation_candidates:list",
+        "rule:admin_or_service_api",
+    ),
     ("placement:reshaper:reshape", "rule:service_api"),
 ];
 
@@ -86,7 +158,10 @@ pub fn build(
     file: Option<&std::path::Path>,
 ) -> Result<Policy, api_common::policy::PolicyError> {
     let rules = defaults(enforce_new_defaults);
-    let refs: Vec<(&str, &str)> = rules.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = rules
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let mut policy = Policy::from_defaults(&refs)?;
     if let Some(path) = file {
         if path.exists() {

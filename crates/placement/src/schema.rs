@@ -155,7 +155,9 @@ impl Schema {
 
 fn is_integer(v: &Value) -> bool {
     match v {
-        Value::Number(n) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0),
+        Value::Number(n) => {
+            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
+        }
         _ => false,
     }
 }
@@ -171,19 +173,30 @@ pub struct Violation {
     pub message: String,
     pub validator: &'static str,
     pub path: Vec<String>,
+    /// Where in the schema (python-jsonschema's `relative_schema_path`
+    /// without the failing keyword).
+    pub schema_path: Vec<String>,
     weak: bool,
 }
 
 impl Violation {
     /// The whole text upstream puts after "JSON does not validate: ".
     pub fn describe(&self) -> String {
-        let mut path = String::new();
-        for p in &self.path {
-            path.push_str(&format!("[{}]", py_repr(&Value::String(p.clone()))));
-        }
+        let fmt = |parts: &[String]| {
+            parts
+                .iter()
+                .map(|p| match p.parse::<usize>() {
+                    Ok(i) => format!("[{i}]"),
+                    Err(_) => format!("[{}]", py_str(p)),
+                })
+                .collect::<String>()
+        };
         format!(
             "{}  Failed validating '{}' in schema{}  On instance{}",
-            self.message, self.validator, path, path
+            self.message,
+            self.validator,
+            fmt(&self.schema_path),
+            fmt(&self.path)
         )
     }
 }
@@ -193,7 +206,7 @@ impl Violation {
 /// first found.
 pub fn validate(schema: &Schema, v: &Value) -> Result<(), Violation> {
     let mut errors = Vec::new();
-    check(schema, v, &mut Vec::new(), &mut errors);
+    check(schema, v, &mut Vec::new(), &mut Vec::new(), &mut errors);
     let mut best: Option<Violation> = None;
     for e in errors {
         let better = match &best {
@@ -212,44 +225,64 @@ pub fn validate(schema: &Schema, v: &Value) -> Result<(), Violation> {
 
 /// Validates a request body and turns a failure into upstream's 400.
 pub fn validate_body(schema: &Schema, v: &Value) -> crate::error::Result<()> {
-    validate(schema, v)
-        .map_err(|e| crate::error::Error::bad_request(format!("JSON does not validate: {}", e.describe())))
+    validate(schema, v).map_err(|e| {
+        crate::error::Error::bad_request(format!("JSON does not validate: {}", e.describe()))
+    })
 }
 
-fn push(errors: &mut Vec<Violation>, path: &[String], validator: &'static str, message: String) {
+struct Paths<'a> {
+    path: &'a [String],
+    schema_path: &'a [String],
+}
+
+fn push(errors: &mut Vec<Violation>, at: Paths<'_>, validator: &'static str, message: String) {
     errors.push(Violation {
         message,
         validator,
-        path: path.to_vec(),
+        path: at.path.to_vec(),
+        schema_path: at.schema_path.to_vec(),
         weak: validator == "anyOf",
     });
 }
 
-fn check(schema: &Schema, v: &Value, path: &mut Vec<String>, errors: &mut Vec<Violation>) {
+fn check(
+    schema: &Schema,
+    v: &Value,
+    path: &mut Vec<String>,
+    sp: &mut Vec<String>,
+    errors: &mut Vec<Violation>,
+) {
     match schema {
         Schema::Any => {}
         Schema::AnyOf(branches) => {
             let ok = branches.iter().any(|b| {
                 let mut errs = Vec::new();
-                check(b, v, &mut path.clone(), &mut errs);
+                check(b, v, &mut path.clone(), &mut sp.clone(), &mut errs);
                 errs.is_empty()
             });
             if !ok {
                 push(
                     errors,
-                    path,
+                    Paths {
+                        path,
+                        schema_path: sp,
+                    },
                     "anyOf",
                     format!("{} is not valid under any of the given schemas", py_repr(v)),
                 );
             }
         }
         Schema::Types(ts) => match ts.iter().find(|t| t.type_matches(v)) {
-            Some(t) => check(t, v, path, errors),
+            Some(t) => check(t, v, path, sp, errors),
             None => {
-                let names: Vec<String> = ts.iter().map(|t| format!("'{}'", t.type_name())).collect();
+                let names: Vec<String> =
+                    ts.iter().map(|t| format!("'{}'", t.type_name())).collect();
                 push(
                     errors,
-                    path,
+                    Paths {
+                        path,
+                        schema_path: sp,
+                    },
                     "type",
                     format!("{} is not of type {}", py_repr(v), names.join(", ")),
                 );
@@ -258,7 +291,10 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>, errors: &mut Vec<Vi
         s if !s.type_matches(v) => {
             push(
                 errors,
-                path,
+                Paths {
+                    path,
+                    schema_path: sp,
+                },
                 "type",
                 format!("{} is not of type '{}'", py_repr(v), s.type_name()),
             );
@@ -268,12 +304,28 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>, errors: &mut Vec<Vi
             let n = v.as_f64().unwrap_or(0.0);
             if let Some(m) = min {
                 if n < *m as f64 {
-                    push(errors, path, "minimum", format!("{} is less than the minimum of {m}", py_repr(v)));
+                    push(
+                        errors,
+                        Paths {
+                            path,
+                            schema_path: sp,
+                        },
+                        "minimum",
+                        format!("{} is less than the minimum of {m}", py_repr(v)),
+                    );
                 }
             }
             if let Some(m) = max {
                 if n > *m as f64 {
-                    push(errors, path, "maximum", format!("{} is greater than the maximum of {m}", py_repr(v)));
+                    push(
+                        errors,
+                        Paths {
+                            path,
+                            schema_path: sp,
+                        },
+                        "maximum",
+                        format!("{} is greater than the maximum of {m}", py_repr(v)),
+                    );
                 }
             }
         }
@@ -281,12 +333,36 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>, errors: &mut Vec<Vi
             let n = v.as_f64().unwrap_or(0.0);
             if let Some(m) = min {
                 if n < *m {
-                    push(errors, path, "minimum", format!("{} is less than the minimum of {}", py_repr(v), py_float(*m)));
+                    push(
+                        errors,
+                        Paths {
+                            path,
+                            schema_path: sp,
+                        },
+                        "minimum",
+                        format!(
+                            "{} is less than the minimum of {}",
+                            py_repr(v),
+                            py_float(*m)
+                        ),
+                    );
                 }
             }
             if let Some(m) = max {
                 if n > *m {
-                    push(errors, path, "maximum", format!("{} is greater than the maximum of {}", py_repr(v), py_float(*m)));
+                    push(
+                        errors,
+                        Paths {
+                            path,
+                            schema_path: sp,
+                        },
+                        "maximum",
+                        format!(
+                            "{} is greater than the maximum of {}",
+                            py_repr(v),
+                            py_float(*m)
+                        ),
+                    );
                 }
             }
         }
@@ -302,12 +378,28 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>, errors: &mut Vec<Vi
             if let Some(values) = one_of {
                 if !values.contains(&s) {
                     let list: Vec<String> = values.iter().map(|x| format!("'{x}'")).collect();
-                    push(errors, path, "enum", format!("{} is not one of [{}]", py_repr(v), list.join(", ")));
+                    push(
+                        errors,
+                        Paths {
+                            path,
+                            schema_path: sp,
+                        },
+                        "enum",
+                        format!("{} is not one of [{}]", py_repr(v), list.join(", ")),
+                    );
                 }
             }
             if let Some(m) = max_len {
                 if len > *m {
-                    push(errors, path, "maxLength", format!("{} is too long", py_repr(v)));
+                    push(
+                        errors,
+                        Paths {
+                            path,
+                            schema_path: sp,
+                        },
+                        "maxLength",
+                        format!("{} is too long", py_repr(v)),
+                    );
                 }
             }
             if let Some(m) = min_len {
@@ -317,16 +409,40 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>, errors: &mut Vec<Vi
                     } else {
                         format!("{} is too short", py_repr(v))
                     };
-                    push(errors, path, "minLength", msg);
+                    push(
+                        errors,
+                        Paths {
+                            path,
+                            schema_path: sp,
+                        },
+                        "minLength",
+                        msg,
+                    );
                 }
             }
             if let Some((src, re)) = pattern {
                 if !re.is_match(s) {
-                    push(errors, path, "pattern", format!("{} does not match '{}'", py_repr(v), src));
+                    push(
+                        errors,
+                        Paths {
+                            path,
+                            schema_path: sp,
+                        },
+                        "pattern",
+                        format!("{} does not match '{}'", py_repr(v), src),
+                    );
                 }
             }
             if *uuid && !is_uuid(s) {
-                push(errors, path, "format", format!("{} is not a 'uuid'", py_repr(v)));
+                push(
+                    errors,
+                    Paths {
+                        path,
+                        schema_path: sp,
+                    },
+                    "format",
+                    format!("{} is not a 'uuid'", py_repr(v)),
+                );
             }
         }
         Schema::Array {
@@ -343,26 +459,52 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>, errors: &mut Vec<Vi
                     } else {
                         format!("{} is too short", py_repr(v))
                     };
-                    push(errors, path, "minItems", msg);
+                    push(
+                        errors,
+                        Paths {
+                            path,
+                            schema_path: sp,
+                        },
+                        "minItems",
+                        msg,
+                    );
                 }
             }
             if let Some(m) = max_items {
                 if arr.len() > *m {
-                    push(errors, path, "maxItems", format!("{} is too long", py_repr(v)));
+                    push(
+                        errors,
+                        Paths {
+                            path,
+                            schema_path: sp,
+                        },
+                        "maxItems",
+                        format!("{} is too long", py_repr(v)),
+                    );
                 }
             }
             if *unique {
                 let dup = arr.iter().enumerate().any(|(i, a)| arr[..i].contains(a));
                 if dup {
-                    push(errors, path, "uniqueItems", format!("{} has non-unique elements", py_repr(v)));
+                    push(
+                        errors,
+                        Paths {
+                            path,
+                            schema_path: sp,
+                        },
+                        "uniqueItems",
+                        format!("{} has non-unique elements", py_repr(v)),
+                    );
                 }
             }
             if let Some(item) = items {
+                sp.push("items".into());
                 for (i, x) in arr.iter().enumerate() {
                     path.push(i.to_string());
-                    check(item, x, path, errors);
+                    check(item, x, path, sp, errors);
                     path.pop();
                 }
+                sp.pop();
             }
         }
         Schema::Object(o) => {
@@ -370,13 +512,24 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>, errors: &mut Vec<Vi
             for (name, sub) in &o.properties {
                 if let Some(x) = map.get(*name) {
                     path.push(name.to_string());
-                    check(sub, x, path, errors);
+                    sp.push("properties".into());
+                    sp.push(name.to_string());
+                    check(sub, x, path, sp, errors);
+                    sp.truncate(sp.len() - 2);
                     path.pop();
                 }
             }
             for req in &o.required {
                 if !map.contains_key(*req) {
-                    push(errors, path, "required", format!("'{req}' is a required property"));
+                    push(
+                        errors,
+                        Paths {
+                            path,
+                            schema_path: sp,
+                        },
+                        "required",
+                        format!("'{req}' is a required property"),
+                    );
                 }
             }
             let mut extras = Vec::new();
@@ -385,11 +538,14 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>, errors: &mut Vec<Vi
                     continue;
                 }
                 let mut matched = false;
-                for (_, re, sub) in &o.pattern_properties {
+                for (src, re, sub) in &o.pattern_properties {
                     if re.is_match(k) {
                         matched = true;
                         path.push(k.clone());
-                        check(sub, x, path, errors);
+                        sp.push("patternProperties".into());
+                        sp.push(src.clone());
+                        check(sub, x, path, sp, errors);
+                        sp.truncate(sp.len() - 2);
                         path.pop();
                     }
                 }
@@ -401,7 +557,9 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>, errors: &mut Vec<Vi
                     Some(None) => extras.push(k.clone()),
                     Some(Some(sub)) => {
                         path.push(k.clone());
-                        check(sub, x, path, errors);
+                        sp.push("additionalProperties".into());
+                        check(sub, x, path, sp, errors);
+                        sp.pop();
                         path.pop();
                     }
                 }
@@ -415,8 +573,11 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>, errors: &mut Vec<Vi
                         names.join(", ")
                     )
                 } else {
-                    let pats: Vec<String> =
-                        o.pattern_properties.iter().map(|(p, _, _)| format!("'{p}'")).collect();
+                    let pats: Vec<String> = o
+                        .pattern_properties
+                        .iter()
+                        .map(|(p, _, _)| format!("'{p}'"))
+                        .collect();
                     let names: Vec<String> = extras.iter().map(|e| format!("'{e}'")).collect();
                     let verb = if extras.len() == 1 { "does" } else { "do" };
                     format!(
@@ -425,7 +586,15 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>, errors: &mut Vec<Vi
                         pats.join(", ")
                     )
                 };
-                push(errors, path, "additionalProperties", msg);
+                push(
+                    errors,
+                    Paths {
+                        path,
+                        schema_path: sp,
+                    },
+                    "additionalProperties",
+                    msg,
+                );
             }
             if let Some(m) = o.min_properties {
                 if map.len() < m {
@@ -434,12 +603,28 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>, errors: &mut Vec<Vi
                     } else {
                         format!("{} does not have enough properties", py_repr(v))
                     };
-                    push(errors, path, "minProperties", msg);
+                    push(
+                        errors,
+                        Paths {
+                            path,
+                            schema_path: sp,
+                        },
+                        "minProperties",
+                        msg,
+                    );
                 }
             }
             if let Some(m) = o.max_properties {
                 if map.len() > m {
-                    push(errors, path, "maxProperties", format!("{} has too many properties", py_repr(v)));
+                    push(
+                        errors,
+                        Paths {
+                            path,
+                            schema_path: sp,
+                        },
+                        "maxProperties",
+                        format!("{} has too many properties", py_repr(v)),
+                    );
                 }
             }
         }
@@ -480,14 +665,21 @@ pub fn py_repr(v: &Value) -> String {
             format!("[{}]", parts.join(", "))
         }
         Value::Object(m) => {
-            let parts: Vec<String> = m.iter().map(|(k, x)| format!("{}: {}", py_str(k), py_repr(x))).collect();
+            let parts: Vec<String> = m
+                .iter()
+                .map(|(k, x)| format!("{}: {}", py_str(k), py_repr(x)))
+                .collect();
             format!("{{{}}}", parts.join(", "))
         }
     }
 }
 
 pub fn py_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -524,13 +716,19 @@ mod tests {
     #[test]
     fn messages_match_python_jsonschema() {
         let s = obj(
-            vec![("name", Schema::string_len(Some(1), Some(200))), ("uuid", Schema::uuid())],
+            vec![
+                ("name", Schema::string_len(Some(1), Some(200))),
+                ("uuid", Schema::uuid()),
+            ],
             vec!["name"],
         );
         let e = validate(&s, &json!({"nam": 1})).unwrap_err();
         assert_eq!(e.message, "'name' is a required property");
         let e = validate(&s, &json!({"name": "x", "bad_field": 1})).unwrap_err();
-        assert_eq!(e.message, "Additional properties are not allowed ('bad_field' was unexpected)");
+        assert_eq!(
+            e.message,
+            "Additional properties are not allowed ('bad_field' was unexpected)"
+        );
         let e = validate(&s, &json!({"name": ""})).unwrap_err();
         assert_eq!(e.message, "'' should be non-empty");
         let e = validate(&s, &json!({"name": "a", "uuid": "x"})).unwrap_err();
@@ -549,7 +747,10 @@ mod tests {
 
     #[test]
     fn repr_is_pythonic() {
-        assert_eq!(py_repr(&json!({"a": [1, 2.5, null, true]})), "{'a': [1, 2.5, None, True]}");
+        assert_eq!(
+            py_repr(&json!({"a": [1, 2.5, null, true]})),
+            "{'a': [1, 2.5, None, True]}"
+        );
         assert_eq!(py_repr(&json!("it's")), "\"it's\"");
     }
 }

@@ -404,3 +404,12 @@ pub const TRAITS: &[&str] = &[
     "STORAGE_DISK_HDD",
     "STORAGE_DISK_SSD",
 ];
+
+/// Where a class sorts in upstream's listings (its database id order):
+/// standard classes in os-resource-classes order, then custom ones.
+pub fn class_position(name: &str) -> usize {
+    RESOURCE_CLASSES
+        .iter()
+        .position(|s| *s == name)
+        .unwrap_or(RESOURCE_CLASSES.len())
+}

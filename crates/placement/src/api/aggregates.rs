@@ -43,10 +43,16 @@ pub async fn list(ctx: Ctx, Path(uuid): Path<String>) -> Result<Response> {
     Ok(send(&ctx, &aggs, rp.generation))
 }
 
-pub async fn replace(ctx: Ctx, Path(uuid): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+pub async fn replace(
+    ctx: Ctx,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
     if !ctx.at_least(1) {
         return Err(Error::not_found(""));
     }
+    super::require_json(&headers)?;
     ctx.can("placement:resource_providers:aggregates:update")?;
     let with_generation = ctx.at_least(19);
     let p = &ctx.p;
@@ -77,7 +83,12 @@ pub async fn replace(ctx: Ctx, Path(uuid): Path<String>, headers: HeaderMap, bod
     };
     let aggs: Vec<String> = aggs_json
         .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     db::provider_aggregates_replace(&mut tx.tx, &uuid, &aggs).await?;
     let mut generation = rp.generation;

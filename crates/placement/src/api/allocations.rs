@@ -93,7 +93,9 @@ fn consumer_schema(minor: u16, deletable: bool) -> Schema {
         ..Default::default()
     });
     let allocations = Schema::object(ObjectSchema {
-        pattern_properties: pattern_prop(UUID_PATTERN, per_provider).into_iter().collect(),
+        pattern_properties: pattern_prop(UUID_PATTERN, per_provider)
+            .into_iter()
+            .collect(),
         additional: Some(None),
         min_properties: if deletable { None } else { Some(1) },
         ..Default::default()
@@ -105,7 +107,10 @@ fn consumer_schema(minor: u16, deletable: bool) -> Schema {
     ];
     let mut required = vec!["allocations", "project_id", "user_id"];
     if minor >= 28 {
-        props.push(("consumer_generation", Schema::integer(None, None).nullable()));
+        props.push((
+            "consumer_generation",
+            Schema::integer(None, None).nullable(),
+        ));
         required.push("consumer_generation");
     }
     if minor >= 34 {
@@ -171,7 +176,11 @@ impl ConsumerRequest {
                 .unwrap_or_default()
         };
         if minor < 12 {
-            for a in v["allocations"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            for a in v["allocations"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
                 let rp = a["resource_provider"]["uuid"].as_str().unwrap_or_default();
                 allocations.insert(rp.to_string(), resources(&a["resources"]));
             }
@@ -220,7 +229,10 @@ struct ConsumerRow {
     generation: i64,
 }
 
-async fn consumer_get(conn: &mut Conn, uuid: &str) -> std::result::Result<Option<ConsumerRow>, store::sqlx::Error> {
+async fn consumer_get(
+    conn: &mut Conn,
+    uuid: &str,
+) -> std::result::Result<Option<ConsumerRow>, store::sqlx::Error> {
     let row = sqlx::query(
         "SELECT project_id, user_id, consumer_type, generation FROM placement_consumers \
          WHERE uuid = $1",
@@ -259,9 +271,16 @@ pub async fn write_allocations(
     for c in consumers {
         let (project, user) = match &c.project_id {
             Some(p) => (p.clone(), c.user_id.clone().unwrap_or_default()),
-            None => (INCOMPLETE_CONSUMER.to_string(), INCOMPLETE_CONSUMER.to_string()),
+            None => (
+                INCOMPLETE_CONSUMER.to_string(),
+                INCOMPLETE_CONSUMER.to_string(),
+            ),
         };
-        let ctype = if minor >= 38 { c.consumer_type.clone() } else { None };
+        let ctype = if minor >= 38 {
+            c.consumer_type.clone()
+        } else {
+            None
+        };
         if let Some(t) = &ctype {
             sqlx::query(
                 "INSERT INTO placement_consumer_types (name, created_at) VALUES ($1, $2) \
@@ -362,8 +381,11 @@ pub async fn write_allocations(
             let rp: String = r.try_get(0)?;
             changes.add(&rp);
             if c.allocations.is_empty() {
-                if let std::collections::btree_map::Entry::Vacant(e) = generations.entry(rp.clone()) {
-                    let g = db::provider_get(conn, &rp).await?.map_or(0, |p| p.generation);
+                if let std::collections::btree_map::Entry::Vacant(e) = generations.entry(rp.clone())
+                {
+                    let g = db::provider_get(conn, &rp)
+                        .await?
+                        .map_or(0, |p| p.generation);
                     e.insert(g);
                 }
                 list.push((c.uuid.clone(), rp, r.try_get(1)?, 0));
@@ -428,7 +450,9 @@ pub async fn write_allocations(
         .bind(now)
         .execute(&mut *conn)
         .await?;
-        let has_any = list.iter().any(|(cu, _, _, used)| *cu == c.uuid && *used > 0);
+        let has_any = list
+            .iter()
+            .any(|(cu, _, _, used)| *cu == c.uuid && *used > 0);
         if !has_any {
             delete_consumer_if_unused(conn, &c.uuid).await?;
         }
@@ -436,7 +460,10 @@ pub async fn write_allocations(
     Ok(changes)
 }
 
-async fn delete_consumer_if_unused(conn: &mut Conn, uuid: &str) -> std::result::Result<(), store::sqlx::Error> {
+async fn delete_consumer_if_unused(
+    conn: &mut Conn,
+    uuid: &str,
+) -> std::result::Result<(), store::sqlx::Error> {
     sqlx::query(
         "DELETE FROM placement_consumers WHERE uuid = $1 AND NOT EXISTS \
          (SELECT 1 FROM placement_allocations WHERE consumer_uuid = $1)",
@@ -540,10 +567,18 @@ async fn write_with_retries(
     ))
 }
 
-pub async fn replace(ctx: Ctx, Path(consumer): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+pub async fn replace(
+    ctx: Ctx,
+    Path(consumer): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    super::require_json(&headers)?;
     ctx.can("placement:allocations:update")?;
     let Ok(parsed) = uuid::Uuid::parse_str(&consumer) else {
-        return Err(Error::bad_request(format!("Malformed consumer_uuid: {consumer}")));
+        return Err(Error::bad_request(format!(
+            "Malformed consumer_uuid: {consumer}"
+        )));
     };
     let consumer = parsed.hyphenated().to_string();
     let data = json_body(&headers, &body)?;
@@ -555,15 +590,18 @@ pub async fn replace(ctx: Ctx, Path(consumer): Path<String>, headers: HeaderMap,
         Err(WriteError::NoSuchClass(c)) => Err(Error::bad_request(format!(
             "Unable to allocate inventory for consumer {consumer}: No such resource class {c}."
         ))),
-        Err(WriteError::Invalid(m)) => Err(Error::conflict(format!("Unable to allocate inventory: {m}"))),
+        Err(WriteError::Invalid(m)) => Err(Error::conflict(format!(
+            "Unable to allocate inventory: {m}"
+        ))),
         Err(WriteError::Retry) => Err(Error::concurrent_update()),
     }
 }
 
 pub async fn post_many(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Response> {
     if !ctx.at_least(13) {
-        return Err(super::inventories::method_not_allowed(""));
+        return Err(Error::not_found(""));
     }
+    super::require_json(&headers)?;
     ctx.can("placement:allocations:manage")?;
     let data = json_body(&headers, &body)?;
     let schema = Schema::object(ObjectSchema {
@@ -589,7 +627,9 @@ pub async fn post_many(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Resp
         Err(WriteError::NoSuchClass(c)) => Err(Error::bad_request(format!(
             "Unable to allocate inventory No such resource class {c}."
         ))),
-        Err(WriteError::Invalid(m)) => Err(Error::conflict(format!("Unable to allocate inventory: {m}"))),
+        Err(WriteError::Invalid(m)) => Err(Error::conflict(format!(
+            "Unable to allocate inventory: {m}"
+        ))),
         Err(WriteError::Retry) => Err(Error::concurrent_update()),
     }
 }
@@ -641,10 +681,12 @@ pub async fn delete(ctx: Ctx, Path(consumer): Path<String>) -> Result<Response> 
     ctx.can("placement:allocations:delete")?;
     let p = &ctx.p;
     let mut tx = p.db.write().await?;
-    let rows = sqlx::query("SELECT DISTINCT provider_uuid FROM placement_allocations WHERE consumer_uuid = $1")
-        .bind(&consumer)
-        .fetch_all(&mut *tx.tx)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT DISTINCT provider_uuid FROM placement_allocations WHERE consumer_uuid = $1",
+    )
+    .bind(&consumer)
+    .fetch_all(&mut *tx.tx)
+    .await?;
     if rows.is_empty() {
         return Err(Error::not_found(format!(
             "No allocations for consumer '{consumer}'"

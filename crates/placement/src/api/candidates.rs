@@ -30,7 +30,9 @@ pub async fn list(ctx: Ctx, State(p): State<Arc<Placement>>, uri: Uri) -> Result
     p.cache.refresh(&p.db).await?;
     let body = {
         let model = p.cache.read();
-        let found = model.allocation_candidates(&request).map_err(engine_error)?;
+        let found = model
+            .allocation_candidates(&request)
+            .map_err(engine_error)?;
         placement_engine::render_candidates(&found, ctx.v.0)
     };
     let mut res = json_response(StatusCode::OK, &body);

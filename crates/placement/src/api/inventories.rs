@@ -86,7 +86,12 @@ pub fn put_all_schema() -> Schema {
 
 /// Builds an inventory from validated JSON with upstream's defaults.
 pub fn from_json(class: &str, v: &Value) -> InventoryRow {
-    let int = |k: &str, d: i64| v.get(k).and_then(Value::as_f64).map(|f| f as i64).unwrap_or(d);
+    let int = |k: &str, d: i64| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .map(|f| f as i64)
+            .unwrap_or(d)
+    };
     InventoryRow {
         resource_class: class.to_string(),
         total: int("total", 0),
@@ -94,7 +99,10 @@ pub fn from_json(class: &str, v: &Value) -> InventoryRow {
         min_unit: int("min_unit", 1),
         max_unit: int("max_unit", MAX_INT),
         step_size: int("step_size", 1),
-        allocation_ratio: v.get("allocation_ratio").and_then(Value::as_f64).unwrap_or(1.0),
+        allocation_ratio: v
+            .get("allocation_ratio")
+            .and_then(Value::as_f64)
+            .unwrap_or(1.0),
         updated_at: 0,
     }
 }
@@ -130,7 +138,10 @@ pub fn check_capacity(ctx: &Ctx, uuid: &str, invs: &[InventoryRow]) -> Result<()
         let (bad, msg) = if ctx.at_least(26) {
             (cap < 0, "The reserved value is greater than total.")
         } else {
-            (cap <= 0, "The reserved value is greater than or equal to total.")
+            (
+                cap <= 0,
+                "The reserved value is greater than or equal to total.",
+            )
         };
         if bad {
             return Err(Error::bad_request(format!(
@@ -183,17 +194,29 @@ pub async fn show(ctx: Ctx, Path((uuid, class)): Path<(String, String)>) -> Resu
     Ok(res)
 }
 
-pub async fn create(ctx: Ctx, Path(uuid): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+pub async fn create(
+    ctx: Ctx,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    super::require_json(&headers)?;
     ctx.can("placement:resource_providers:inventories:create")?;
     let p = &ctx.p;
     let mut tx = p.db.write().await?;
     let rp = get_or_404(&mut tx.tx, &uuid).await?;
     let data = json_body(&headers, &body)?;
     validate_body(&post_schema(), &data)?;
-    let class = data["resource_class"].as_str().unwrap_or_default().to_string();
+    let class = data["resource_class"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let mut inv = from_json(&class, &data);
     check_capacity(&ctx, &uuid, std::slice::from_ref(&inv)).map_err(|e| {
-        Error::bad_request(e.message.replacen("Unable to update", "Unable to create", 1))
+        Error::bad_request(
+            e.message
+                .replacen("Unable to update", "Unable to create", 1),
+        )
     })?;
     if !db::class_exists(&mut tx.tx, &class).await? {
         return Err(Error::bad_request(format!(
@@ -213,7 +236,10 @@ pub async fn create(ctx: Ctx, Path(uuid): Path<String>, headers: HeaderMap, body
     }
     commit(&p.db, &p.cache, tx, Changes::provider(&uuid)).await?;
     inv.updated_at = store::now_micros();
-    let mut res = json_response(StatusCode::CREATED, &render_one(&inv, Some(rp.generation + 1)));
+    let mut res = json_response(
+        StatusCode::CREATED,
+        &render_one(&inv, Some(rp.generation + 1)),
+    );
     let location = format!("{}/inventories/{class}", provider_url(ctx.prefix(), &uuid));
     if let Ok(v) = HeaderValue::from_str(&location) {
         res.headers_mut().insert(header::LOCATION, v);
@@ -228,6 +254,7 @@ pub async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
+    super::require_json(&headers)?;
     ctx.can("placement:resource_providers:inventories:update")?;
     let p = &ctx.p;
     let mut tx = p.db.write().await?;
@@ -259,11 +286,7 @@ pub async fn update(
 
 /// Replaces a provider's whole inventory inside `tx` (also used by the
 /// reshaper). Refuses to remove a class that has allocations.
-pub async fn set_inventory(
-    conn: &mut db::Conn,
-    uuid: &str,
-    invs: &[InventoryRow],
-) -> Result<()> {
+pub async fn set_inventory(conn: &mut db::Conn, uuid: &str, invs: &[InventoryRow]) -> Result<()> {
     for inv in invs {
         if !db::class_exists(conn, &inv.resource_class).await? {
             return Err(Error::bad_request(format!(
@@ -274,12 +297,13 @@ pub async fn set_inventory(
     }
     let existing = db::inventory_list(conn, uuid).await?;
     let usages = db::usages_of_provider(conn, uuid).await?;
-    let in_use: Vec<&str> = existing
+    let mut in_use: Vec<&str> = existing
         .iter()
         .filter(|e| !invs.iter().any(|i| i.resource_class == e.resource_class))
         .filter(|e| usages.get(&e.resource_class).is_some_and(|u| *u > 0))
         .map(|e| e.resource_class.as_str())
         .collect();
+    in_use.sort_by_key(|c| crate::standard::class_position(c));
     if !in_use.is_empty() {
         return Err(Error::conflict(format!(
             "update conflict: Inventory for '{}' on resource provider '{uuid}' in use.",
@@ -293,7 +317,10 @@ pub async fn set_inventory(
         }
     }
     for inv in invs {
-        if existing.iter().any(|e| e.resource_class == inv.resource_class) {
+        if existing
+            .iter()
+            .any(|e| e.resource_class == inv.resource_class)
+        {
             db::inventory_update(conn, uuid, inv).await?;
         } else {
             db::inventory_insert(conn, uuid, inv).await?;
@@ -309,7 +336,13 @@ pub fn inventories_from_json(v: &Value) -> Vec<InventoryRow> {
         .unwrap_or_default()
 }
 
-pub async fn replace_all(ctx: Ctx, Path(uuid): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+pub async fn replace_all(
+    ctx: Ctx,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    super::require_json(&headers)?;
     ctx.can("placement:resource_providers:inventories:update")?;
     let p = &ctx.p;
     let mut tx = p.db.write().await?;
@@ -333,7 +366,7 @@ pub async fn replace_all(ctx: Ctx, Path(uuid): Path<String>, headers: HeaderMap,
 
 pub async fn delete_all(ctx: Ctx, Path(uuid): Path<String>) -> Result<Response> {
     if !ctx.at_least(5) {
-        return Err(method_not_allowed("GET, POST, PUT"));
+        return Err(super::method_not_allowed("GET, POST, PUT"));
     }
     ctx.can("placement:resource_providers:inventories:delete")?;
     let p = &ctx.p;
@@ -341,7 +374,8 @@ pub async fn delete_all(ctx: Ctx, Path(uuid): Path<String>) -> Result<Response> 
     let rp = get_or_404(&mut tx.tx, &uuid).await?;
     set_inventory(&mut tx.tx, &uuid, &[]).await.map_err(|e| {
         if e.code == codes::INVENTORY_INUSE {
-            Error::conflict(e.message.replacen("update conflict: ", "", 1)).with_code(codes::INVENTORY_INUSE)
+            Error::conflict(e.message.replacen("update conflict: ", "", 1))
+                .with_code(codes::INVENTORY_INUSE)
         } else {
             e
         }
@@ -385,14 +419,3 @@ pub async fn delete(ctx: Ctx, Path((uuid, class)): Path<(String, String)>) -> Re
     commit(&p.db, &p.cache, tx, Changes::provider(&uuid)).await?;
     Ok(no_content())
 }
-
-/// A 405 raised by a handler that exists only from some microversion.
-pub fn method_not_allowed(allow: &str) -> Error {
-    let mut e = Error::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "The method specified is not allowed for this resource.",
-    );
-    e.headers.push(("allow", allow.to_string()));
-    e
-}
-

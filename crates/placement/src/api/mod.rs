@@ -33,73 +33,117 @@ use crate::{AuthMode, Placement};
 /// The placement router (mount it at `config.path_prefix`).
 pub fn router(p: Arc<Placement>) -> Router {
     Router::new()
-        .route("/", get(root))
+        .route("/", get(root).fallback(allow("GET")))
         .route(
             "/resource_classes",
-            get(resource_classes::list).post(resource_classes::create),
+            get(resource_classes::list)
+                .post(resource_classes::create)
+                .fallback(allow("GET, POST")),
         )
         .route(
             "/resource_classes/{name}",
             get(resource_classes::show)
                 .put(resource_classes::update)
-                .delete(resource_classes::delete),
+                .delete(resource_classes::delete)
+                .fallback(allow("GET, PUT, DELETE")),
         )
         .route(
             "/resource_providers",
-            get(providers::list).post(providers::create),
+            get(providers::list)
+                .post(providers::create)
+                .fallback(allow("GET, POST")),
         )
         .route(
             "/resource_providers/{uuid}",
             get(providers::show)
                 .put(providers::update)
-                .delete(providers::delete),
+                .delete(providers::delete)
+                .fallback(allow("GET, DELETE, PUT")),
         )
         .route(
             "/resource_providers/{uuid}/inventories",
             get(inventories::list)
                 .post(inventories::create)
                 .put(inventories::replace_all)
-                .delete(inventories::delete_all),
+                .delete(inventories::delete_all)
+                .fallback(allow("GET, POST, PUT, DELETE")),
         )
         .route(
             "/resource_providers/{uuid}/inventories/{class}",
             get(inventories::show)
                 .put(inventories::update)
-                .delete(inventories::delete),
+                .delete(inventories::delete)
+                .fallback(allow("GET, PUT, DELETE")),
         )
-        .route("/resource_providers/{uuid}/usages", get(usages::provider))
+        .route(
+            "/resource_providers/{uuid}/usages",
+            get(usages::provider).fallback(allow("GET")),
+        )
         .route(
             "/resource_providers/{uuid}/aggregates",
-            get(aggregates::list).put(aggregates::replace),
+            get(aggregates::list)
+                .put(aggregates::replace)
+                .fallback(allow("GET, PUT")),
         )
         .route(
             "/resource_providers/{uuid}/allocations",
-            get(allocations::for_provider),
+            get(allocations::for_provider).fallback(allow("GET")),
         )
         .route(
             "/resource_providers/{uuid}/traits",
             get(traits::provider_list)
                 .put(traits::provider_replace)
-                .delete(traits::provider_delete),
+                .delete(traits::provider_delete)
+                .fallback(allow("GET, PUT, DELETE")),
         )
-        .route("/allocations", axum::routing::post(allocations::post_many))
+        .route(
+            "/allocations",
+            axum::routing::post(allocations::post_many).fallback(allow("POST")),
+        )
         .route(
             "/allocations/{consumer}",
             get(allocations::show)
                 .put(allocations::replace)
-                .delete(allocations::delete),
+                .delete(allocations::delete)
+                .fallback(allow("GET, PUT, DELETE")),
         )
-        .route("/allocation_candidates", get(candidates::list))
-        .route("/traits", get(traits::list))
+        .route(
+            "/allocation_candidates",
+            get(candidates::list).fallback(allow("GET")),
+        )
+        .route("/traits", get(traits::list).fallback(allow("GET")))
         .route(
             "/traits/{name}",
-            get(traits::show).put(traits::create).delete(traits::delete),
+            get(traits::show)
+                .put(traits::create)
+                .delete(traits::delete)
+                .fallback(allow("GET, PUT, DELETE")),
         )
-        .route("/usages", get(usages::totals))
-        .route("/reshaper", axum::routing::post(reshaper::reshape))
+        .route("/usages", get(usages::totals).fallback(allow("GET")))
+        .route(
+            "/reshaper",
+            axum::routing::post(reshaper::reshape).fallback(allow("POST")),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(p.clone(), middleware))
         .with_state(p)
+}
+
+/// The handler for a method a route does not have: 405 with `allow`.
+fn allow(
+    methods: &'static str,
+) -> impl Fn() -> std::future::Ready<Error> + Clone + Send + Sync + 'static {
+    move || std::future::ready(method_not_allowed(methods))
+}
+
+/// A 405 listing the methods of the route.
+pub fn method_not_allowed(allow: &str) -> Error {
+    let mut e = Error::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "The method specified is not allowed for this resource.",
+    );
+    e.headers.push(("allow", allow.to_string()));
+    e
 }
 
 async fn not_found() -> Error {
@@ -128,6 +172,15 @@ async fn middleware(State(p): State<Arc<Placement>>, mut req: Request, next: Nex
     let method = req.method().clone();
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     let content_type = header_str(req.headers(), header::CONTENT_TYPE).map(str::to_string);
+    let accept = header_str(req.headers(), header::ACCEPT).map(str::to_string);
+    let host = header_str(req.headers(), header::HOST).map(str::to_string);
+    let out = Out {
+        method: &method,
+        content_type: content_type.as_deref(),
+        accept: accept.as_deref(),
+        host: host.as_deref(),
+        request_id: request_id.as_deref(),
+    };
     let requested = microversion::requested(
         req.headers()
             .get_all("openstack-api-version")
@@ -142,7 +195,7 @@ async fn middleware(State(p): State<Arc<Placement>>, mut req: Request, next: Nex
                 VersionError::Value(m) => (StatusCode::NOT_ACCEPTABLE, m),
             };
             let res = Error::new(status, format!("Invalid microversion: {msg}")).into_response();
-            return finish(res, None, request_id.as_deref(), &method, content_type.as_deref());
+            return finish(res, None, &out);
         }
     };
     req.extensions_mut().insert(version);
@@ -150,25 +203,53 @@ async fn middleware(State(p): State<Arc<Placement>>, mut req: Request, next: Nex
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     };
-    finish(res, Some(version), request_id.as_deref(), &method, content_type.as_deref())
+    finish(res, Some(version), &out)
+}
+
+/// What `finish` needs to know about the request.
+struct Out<'a> {
+    method: &'a Method,
+    content_type: Option<&'a str>,
+    accept: Option<&'a str>,
+    host: Option<&'a str>,
+    request_id: Option<&'a str>,
 }
 
 /// Request checks upstream makes before a handler runs: content headers,
 /// the accept header and authentication.
 fn admit(p: &Placement, req: &mut Request) -> Result<()> {
     let headers = req.headers();
+    if headers.contains_key("x-malformed-cl") {
+        // The server's listener renamed a Content-Length hyper would refuse.
+        let mut e = Error::bad_request("content-length header must be an integer");
+        e.headers.push(("connection", "close".into()));
+        return Err(e);
+    }
     if let Some(len) = header_str(headers, header::CONTENT_LENGTH) {
         match len.trim().parse::<u64>() {
-            Ok(n) if n > 0 && header_str(headers, header::CONTENT_TYPE).is_none_or(str::is_empty) => {
+            Ok(n)
+                if n > 0 && header_str(headers, header::CONTENT_TYPE).is_none_or(str::is_empty) =>
+            {
                 return Err(Error::bad_request(
                     "content-type header required when content-length > 0",
                 ));
             }
             Ok(_) => {}
-            Err(_) => return Err(Error::bad_request("content-length header must be an integer")),
+            Err(_) => {
+                return Err(Error::bad_request(
+                    "content-length header must be an integer",
+                ))
+            }
         }
     }
-    if let Some(accept) = header_str(headers, header::ACCEPT) {
+    // Like upstream's `check_accept`, only the GET handlers look at Accept.
+    let routed = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some();
+    if let Some(accept) =
+        header_str(headers, header::ACCEPT).filter(|_| routed && req.method() == Method::GET)
+    {
         if !accepts_json(accept) {
             return Err(Error::new(
                 StatusCode::NOT_ACCEPTABLE,
@@ -247,13 +328,7 @@ fn accepts_json(accept: &str) -> bool {
 
 /// Adds the microversion headers and renders a fault body, once for every
 /// response of the service.
-fn finish(
-    mut res: Response,
-    version: Option<Version>,
-    request_id: Option<&str>,
-    method: &Method,
-    content_type: Option<&str>,
-) -> Response {
+fn finish(mut res: Response, version: Option<Version>, out: &Out<'_>) -> Response {
     let status = res.status();
     let fault = res.extensions_mut().remove::<Fault>();
     let fault = match fault {
@@ -286,12 +361,17 @@ fn finish(
         );
         err.insert(
             "detail".into(),
-            json!(crate::error::detail(code, &fault.detail, method.as_str(), content_type)),
+            json!(crate::error::detail(
+                code,
+                &fault.detail,
+                out.method.as_str(),
+                out.content_type
+            )),
         );
         if version.is_some_and(|v| v.at_least(23)) {
             err.insert("code".into(), json!(fault.code));
         }
-        if let Some(id) = request_id {
+        if let Some(id) = out.request_id {
             err.insert("request_id".into(), json!(id));
         }
         if version.is_none() && code == 406 {
@@ -301,22 +381,60 @@ fn finish(
             );
             err.insert("min_version".into(), json!("1.0"));
         }
-        let body = json!({ "errors": [Value::Object(err)] }).to_string();
+        let (body, content_type) = fault_body(Value::Object(err), out.accept);
         let (mut parts, _) = res.into_parts();
         parts.headers.remove(header::CONTENT_LENGTH);
         parts
             .headers
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         res = Response::from_parts(parts, axum::body::Body::from(body));
     }
+    // Locations are absolute, as webob makes them.
+    let relative = header_str(res.headers(), header::LOCATION)
+        .filter(|l| l.starts_with('/'))
+        .map(str::to_string);
+    if let (Some(loc), Some(host)) = (relative, out.host) {
+        if let Ok(v) = HeaderValue::from_str(&format!("http://{host}{loc}")) {
+            res.headers_mut().insert(header::LOCATION, v);
+        }
+    }
+    res.extensions_mut().insert(api_common::http::Rendered);
     if let Some(v) = version {
         if let Ok(h) = HeaderValue::from_str(&format!("placement 1.{}", v.0)) {
             res.headers_mut().insert("openstack-api-version", h);
         }
-        res.headers_mut()
-            .append(header::VARY, HeaderValue::from_static("openstack-api-version"));
+        res.headers_mut().append(
+            header::VARY,
+            HeaderValue::from_static("openstack-api-version"),
+        );
     }
     res
+}
+
+/// A fault in the format the client accepts: JSON unless it asked for
+/// HTML or plain text only (webob's behaviour).
+fn fault_body(err: Value, accept: Option<&str>) -> (String, &'static str) {
+    let wants = |m: &str| accept.is_some_and(|a| a.split(',').any(|r| r.trim().starts_with(m)));
+    if accept.is_none() || accepts_json(accept.unwrap_or_default()) {
+        return (json!({ "errors": [err] }).to_string(), "application/json");
+    }
+    let status = err["status"].as_u64().unwrap_or(500);
+    let title = err["title"].as_str().unwrap_or_default();
+    let detail = err["detail"].as_str().unwrap_or_default();
+    if wants("text/html") {
+        (
+            format!(
+                "<html>\n <head>\n  <title>{status} {title}</title>\n </head>\n <body>\n  <h1>{status} {title}</h1>\n  {}\n </body>\n</html>",
+                detail.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+            ),
+            "text/html; charset=UTF-8",
+        )
+    } else {
+        (
+            format!("{status} {title}\n\n{detail}"),
+            "text/plain; charset=UTF-8",
+        )
+    }
 }
 
 fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
@@ -351,7 +469,10 @@ impl FromRequestParts<Arc<Placement>> for Ctx {
             None => {
                 let token = header_str(&parts.headers, "x-auth-token").ok_or_else(unauthorized)?;
                 let validator = p.tokens.as_ref().ok_or_else(unauthorized)?;
-                let ctx = validator.validate(token).await.map_err(|_| unauthorized())?;
+                let ctx = validator
+                    .validate(token)
+                    .await
+                    .map_err(|_| unauthorized())?;
                 ctx.creds()
             }
         };
@@ -386,8 +507,10 @@ impl Ctx {
 /// A JSON response.
 pub fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut res = (status, body.to_string()).into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 
@@ -414,9 +537,22 @@ pub fn no_content() -> Response {
 
 /// Parses a JSON request body (upstream's `require_content` + `extract_json`).
 pub fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value> {
+    require_json(headers)?;
+    serde_json::from_slice(body).map_err(|e| Error::bad_request(format!("Malformed JSON: {e}")))
+}
+
+/// Upstream's `require_content('application/json')`, checked before the
+/// handler looks anything up.
+pub fn require_json(headers: &HeaderMap) -> Result<()> {
     let ct = header_str(headers, header::CONTENT_TYPE);
     let media = ct
-        .map(|c| c.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     if media != "application/json" {
         return Err(Error::new(
@@ -427,7 +563,7 @@ pub fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value> {
             ),
         ));
     }
-    serde_json::from_slice(body).map_err(|e| Error::bad_request(format!("Malformed JSON: {e}")))
+    Ok(())
 }
 
 /// Query-string pairs in order, percent-decoded.

@@ -33,7 +33,14 @@ fn links(ctx: &Ctx, uuid: &str) -> Value {
     Value::Array(out)
 }
 
-pub fn render(ctx: &Ctx, uuid: &str, name: &str, generation: i64, parent: Option<&str>, root: &str) -> Value {
+pub fn render(
+    ctx: &Ctx,
+    uuid: &str,
+    name: &str,
+    generation: i64,
+    parent: Option<&str>,
+    root: &str,
+) -> Value {
     let mut v = json!({
         "uuid": uuid,
         "name": name,
@@ -48,7 +55,14 @@ pub fn render(ctx: &Ctx, uuid: &str, name: &str, generation: i64, parent: Option
 }
 
 fn render_row(ctx: &Ctx, p: &ProviderRow) -> Value {
-    render(ctx, &p.uuid, &p.name, p.generation, p.parent_uuid.as_deref(), &p.root_uuid)
+    render(
+        ctx,
+        &p.uuid,
+        &p.name,
+        p.generation,
+        p.parent_uuid.as_deref(),
+        &p.root_uuid,
+    )
 }
 
 fn body_schema(ctx: &Ctx, with_uuid: bool) -> Schema {
@@ -78,6 +92,7 @@ pub async fn get_or_404(conn: &mut db::Conn, uuid: &str) -> Result<ProviderRow> 
 }
 
 pub async fn create(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Response> {
+    super::require_json(&headers)?;
     ctx.can("placement:resource_providers:create")?;
     let data = json_body(&headers, &body)?;
     validate_body(&body_schema(&ctx, true), &data)?;
@@ -196,7 +211,13 @@ pub async fn list(ctx: Ctx, State(p): State<Arc<Placement>>, uri: Uri) -> Result
     Ok(res)
 }
 
-pub async fn update(ctx: Ctx, Path(uuid): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+pub async fn update(
+    ctx: Ctx,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    super::require_json(&headers)?;
     ctx.can("placement:resource_providers:update")?;
     let p = &ctx.p;
     let mut tx = p.db.write().await?;
@@ -258,7 +279,8 @@ pub async fn update(ctx: Ctx, Path(uuid): Path<String>, headers: HeaderMap, body
             }
         }
     }
-    let updated_at = db::provider_update(&mut tx.tx, &uuid, &name, parent.as_deref(), &root).await?;
+    let updated_at =
+        db::provider_update(&mut tx.tx, &uuid, &name, parent.as_deref(), &root).await?;
     if let Some((descendants, new_root)) = subtree_root {
         db::provider_set_root(&mut tx.tx, &descendants, &new_root).await?;
         for d in &descendants {

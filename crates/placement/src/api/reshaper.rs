@@ -17,9 +17,12 @@ const UUID_PATTERN: &str = "^[0-9a-fA-F-]{36}$";
 
 fn schema(minor: u16) -> Schema {
     let allocations = Schema::object(ObjectSchema {
-        pattern_properties: pattern_prop(UUID_PATTERN, super::allocations::consumer_schema_for_post(minor))
-            .into_iter()
-            .collect(),
+        pattern_properties: pattern_prop(
+            UUID_PATTERN,
+            super::allocations::consumer_schema_for_post(minor),
+        )
+        .into_iter()
+        .collect(),
         additional: Some(None),
         ..Default::default()
     });
@@ -48,6 +51,7 @@ pub async fn reshape(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Respon
     if !ctx.at_least(30) {
         return Err(Error::not_found(""));
     }
+    super::require_json(&headers)?;
     ctx.can("placement:reshaper:reshape")?;
     let data = json_body(&headers, &body)?;
     validate_body(&schema(ctx.v.0), &data)?;
@@ -89,8 +93,15 @@ pub async fn reshape(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Respon
     let mut changes = crate::cache::Changes::default();
     let reshape_error = |e: Error| {
         if e.message.starts_with("Unknown resource class") {
-            let class = e.message.rsplit("No such resource class ").next().unwrap_or_default().to_string();
-            Error::bad_request(format!("malformed reshaper data: No such resource class {class}"))
+            let class = e
+                .message
+                .rsplit("No such resource class ")
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            Error::bad_request(format!(
+                "malformed reshaper data: No such resource class {class}"
+            ))
         } else {
             e
         }
@@ -104,7 +115,9 @@ pub async fn reshape(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Respon
             interim.push(inv.clone());
         }
         if !invs.is_empty() {
-            set_inventory(&mut tx.tx, rp, &interim).await.map_err(reshape_error)?;
+            set_inventory(&mut tx.tx, rp, &interim)
+                .await
+                .map_err(reshape_error)?;
             if !db::provider_bump_generation(&mut tx.tx, rp, *generation).await? {
                 return Err(conflict());
             }
@@ -120,12 +133,18 @@ pub async fn reshape(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Respon
             )))
         }
         Err(WriteError::Invalid(m)) => {
-            return Err(Error::conflict(format!("Unable to allocate inventory: {m}")))
+            return Err(Error::conflict(format!(
+                "Unable to allocate inventory: {m}"
+            )))
         }
     }
     for (rp, _, invs) in &inventories {
-        set_inventory(&mut tx.tx, rp, invs).await.map_err(reshape_error)?;
-        let current = db::provider_get(&mut tx.tx, rp).await?.map_or(0, |r| r.generation);
+        set_inventory(&mut tx.tx, rp, invs)
+            .await
+            .map_err(reshape_error)?;
+        let current = db::provider_get(&mut tx.tx, rp)
+            .await?
+            .map_or(0, |r| r.generation);
         if !db::provider_bump_generation(&mut tx.tx, rp, current).await? {
             return Err(conflict());
         }

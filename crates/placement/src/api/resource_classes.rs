@@ -100,6 +100,7 @@ pub async fn show(ctx: Ctx, Path(name): Path<String>) -> Result<Response> {
 
 pub async fn create(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Response> {
     since_1_2(&ctx)?;
+    super::require_json(&headers)?;
     ctx.can("placement:resource_classes:create")?;
     let data = json_body(&headers, &body)?;
     validate_body(&name_schema(), &data)?;
@@ -113,11 +114,22 @@ pub async fn create(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Respons
     }
     insert(&mut tx.tx, &name).await?;
     commit(&p.db, &p.cache, tx, Changes::classes()).await?;
-    Ok(with_location(StatusCode::CREATED.into_response(), &url(&ctx, &name)))
+    Ok(with_location(
+        StatusCode::CREATED.into_response(),
+        &url(&ctx, &name),
+    ))
 }
 
-pub async fn update(ctx: Ctx, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+pub async fn update(
+    ctx: Ctx,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
     since_1_2(&ctx)?;
+    if !ctx.at_least(7) {
+        super::require_json(&headers)?;
+    }
     ctx.can("placement:resource_classes:update")?;
     let p = &ctx.p;
     if ctx.at_least(7) {

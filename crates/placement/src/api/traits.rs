@@ -27,9 +27,11 @@ fn since_1_6(ctx: &Ctx) -> Result<()> {
 fn valid_custom(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
-        && name
-            .strip_prefix("CUSTOM_")
-            .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        && name.strip_prefix("CUSTOM_").is_some_and(|r| {
+            !r.is_empty()
+                && r.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
 }
 
 pub async fn create(ctx: Ctx, Path(name): Path<String>) -> Result<Response> {
@@ -100,7 +102,9 @@ pub async fn delete(ctx: Ctx, Path(name): Path<String>) -> Result<Response> {
         return Err(Error::not_found(format!("No such trait(s): {name}.")));
     };
     if row.try_get::<i64, _>(0)? != 0 {
-        return Err(Error::bad_request(format!("Cannot delete standard trait {name}.")));
+        return Err(Error::bad_request(format!(
+            "Cannot delete standard trait {name}."
+        )));
     }
     let used = sqlx::query("SELECT 1 FROM placement_provider_traits WHERE trait = $1 LIMIT 1")
         .bind(&name)
@@ -182,7 +186,10 @@ pub async fn list(ctx: Ctx, uri: Uri) -> Result<Response> {
         if name_in.as_ref().is_some_and(|l| !l.contains(&name)) {
             continue;
         }
-        if prefix.as_ref().is_some_and(|p| !name.starts_with(p.as_str())) {
+        if prefix
+            .as_ref()
+            .is_some_and(|p| !name.starts_with(p.as_str()))
+        {
             continue;
         }
         if associated.is_some_and(|a| a != assoc) {
@@ -214,13 +221,22 @@ pub async fn provider_list(ctx: Ctx, Path(uuid): Path<String>) -> Result<Respons
     Ok(res)
 }
 
-pub async fn provider_replace(ctx: Ctx, Path(uuid): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+pub async fn provider_replace(
+    ctx: Ctx,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
     since_1_6(&ctx)?;
+    super::require_json(&headers)?;
     ctx.can("placement:resource_providers:traits:update")?;
     let data = json_body(&headers, &body)?;
     let schema = Schema::object(ObjectSchema {
         properties: vec![
-            ("traits", Schema::array(Schema::string_len(Some(1), Some(255)))),
+            (
+                "traits",
+                Schema::array(Schema::string_len(Some(1), Some(255))),
+            ),
             ("resource_provider_generation", Schema::integer(None, None)),
         ],
         required: vec!["traits", "resource_provider_generation"],
@@ -239,7 +255,12 @@ pub async fn provider_replace(ctx: Ctx, Path(uuid): Path<String>, headers: Heade
     }
     let mut traits: Vec<String> = data["traits"]
         .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     traits.sort();
     traits.dedup();
@@ -250,7 +271,10 @@ pub async fn provider_replace(ctx: Ctx, Path(uuid): Path<String>, headers: Heade
         .map(String::as_str)
         .collect();
     if !missing.is_empty() {
-        return Err(Error::bad_request(format!("No such trait {}", missing.join(", "))));
+        return Err(Error::bad_request(format!(
+            "No such trait {}",
+            missing.join(", ")
+        )));
     }
     db::provider_traits_replace(&mut tx.tx, &uuid, &traits).await?;
     if !db::provider_bump_generation(&mut tx.tx, &uuid, rp.generation).await? {

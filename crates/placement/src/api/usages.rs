@@ -45,10 +45,12 @@ pub async fn totals(ctx: Ctx, uri: Uri) -> Result<Response> {
     for (k, v) in query_pairs(&uri) {
         params.insert(k, Value::String(v));
     }
-    let project_id = params.get("project_id").and_then(Value::as_str).map(str::to_string);
+    let project_id = params
+        .get("project_id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let target = Target::new().with_opt("project_id", project_id.clone());
-    ctx.p
-        .authorize(&ctx.creds, "placement:usages", &target)?;
+    ctx.p.authorize(&ctx.creds, "placement:usages", &target)?;
     let with_types = ctx.at_least(38);
     let mut props = vec![
         ("project_id", Schema::string_len(Some(1), Some(255))),
@@ -122,7 +124,8 @@ pub async fn totals(ctx: Ctx, uri: Uri) -> Result<Response> {
             (sql, ctype.flatten().map(str::to_string))
         };
         let mut usages = Map::new();
-        let groups: Vec<(String, Option<Option<&str>>, BTreeMap<String, i64>)> = match consumer_type {
+        let groups: Vec<(String, Option<Option<&str>>, BTreeMap<String, i64>)> = match consumer_type
+        {
             Some("all") => vec![("all".into(), None, by_class.clone())],
             Some("unknown") => vec![(
                 "unknown".into(),
@@ -132,7 +135,10 @@ pub async fn totals(ctx: Ctx, uri: Uri) -> Result<Response> {
             Some(t) => vec![(
                 t.to_string(),
                 Some(Some(t)),
-                by_type.get(&Some(t.to_string())).cloned().unwrap_or_default(),
+                by_type
+                    .get(&Some(t.to_string()))
+                    .cloned()
+                    .unwrap_or_default(),
             )],
             None => by_type
                 .iter()
