@@ -107,6 +107,15 @@ impl InvEntry {
     }
 }
 
+/// A provider's inventory of one class as the per-class index keeps it
+/// (scanned sequentially by searches).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RcEntry {
+    pub(crate) rp: u32,
+    pub(crate) root: u32,
+    pub(crate) e: InvEntry,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub(crate) rec: ProviderRecord,
@@ -157,7 +166,8 @@ pub struct Model {
     trait_rank: Vec<u32>,
     next_trait_rank: u32,
     /// Sorted provider ids having inventory of a class / a trait / in an agg.
-    pub(crate) by_rc: Vec<Vec<u32>>,
+    /// Per class: (provider, root, inventory+usage), sorted by provider.
+    pub(crate) by_rc: Vec<Vec<RcEntry>>,
     pub(crate) by_trait: Vec<Vec<u32>>,
     pub(crate) by_agg: Vec<Vec<u32>>,
     /// Children whose parent is not loaded yet, by parent uuid.
@@ -388,13 +398,25 @@ impl Model {
         }
     }
 
-    fn unindex(&mut self, id: u32) {
+    /// Removes `id` from the indexes. Class-index entries of classes that
+    /// `keep` still has are left in place (overwritten by `index`), which
+    /// keeps updates of providers in big classes cheap.
+    fn unindex(&mut self, id: u32, keep: Option<&ProviderRecord>) {
         let Some(n) = self.node(id) else { return };
-        let rcs: Vec<u32> = n.inv.iter().map(|e| e.rc).collect();
+        let rcs: Vec<u32> = n
+            .inv
+            .iter()
+            .map(|e| e.rc)
+            .filter(|rc| keep.is_none_or(|k| !k.inventories.contains_key(self.rcs.str(*rc))))
+            .collect();
         let traits = n.traits.clone();
         let aggs = n.aggs.clone();
         for rc in rcs {
-            sorted_remove(index_at(&mut self.by_rc, rc), id);
+            if let Some(list) = self.by_rc.get_mut(rc as usize) {
+                if let Ok(pos) = list.binary_search_by_key(&id, |x| x.rp) {
+                    list.remove(pos);
+                }
+            }
         }
         for t in traits {
             sorted_remove(index_at(&mut self.by_trait, t), id);
@@ -406,17 +428,42 @@ impl Model {
 
     fn index(&mut self, id: u32) {
         let Some(n) = self.node(id) else { return };
-        let rcs: Vec<u32> = n.inv.iter().map(|e| e.rc).collect();
+        let root = n.root;
+        let inv = n.inv.clone();
         let traits = n.traits.clone();
         let aggs = n.aggs.clone();
-        for rc in rcs {
-            sorted_insert(index_at(&mut self.by_rc, rc), id);
+        for e in inv {
+            let i = e.rc as usize;
+            if self.by_rc.len() <= i {
+                self.by_rc.resize_with(i + 1, Vec::new);
+            }
+            let list = &mut self.by_rc[i];
+            let entry = RcEntry { rp: id, root, e };
+            match list.binary_search_by_key(&id, |x| x.rp) {
+                Ok(pos) => list[pos] = entry,
+                Err(pos) => list.insert(pos, entry),
+            }
         }
         for t in traits {
             sorted_insert(index_at(&mut self.by_trait, t), id);
         }
         for a in aggs {
             sorted_insert(index_at(&mut self.by_agg, a), id);
+        }
+    }
+
+    /// Copies a node's root and inventories/usages into the class index.
+    fn sync_rc(&mut self, id: u32) {
+        let Some(Some(n)) = self.slots.get(id as usize) else {
+            return;
+        };
+        for e in &n.inv {
+            if let Some(list) = self.by_rc.get_mut(e.rc as usize) {
+                if let Ok(pos) = list.binary_search_by_key(&id, |x| x.rp) {
+                    list[pos].root = n.root;
+                    list[pos].e = *e;
+                }
+            }
         }
     }
 
@@ -451,7 +498,7 @@ impl Model {
         let existing = self.id_of(&rec.uuid);
         let (id, seq, children) = match existing {
             Some(id) => {
-                self.unindex(id);
+                self.unindex(id, Some(&rec));
                 self.detach(id);
                 let (seq, children) = match self.node(id) {
                     Some(n) => (n.seq, n.children.clone()),
@@ -548,11 +595,15 @@ impl Model {
                 break; // a loop; never expected
             }
             if let Some(Some(n)) = self.slots.get_mut(x as usize) {
+                let changed = n.root != root;
                 n.root = root;
                 if n.rec.root_uuid != root_uuid {
                     n.rec.root_uuid.clone_from(&root_uuid);
                 }
                 stack.extend(n.children.iter().copied());
+                if changed {
+                    self.sync_rc(x);
+                }
             }
         }
     }
@@ -563,7 +614,7 @@ impl Model {
         let Some(id) = self.id_of(uuid) else {
             return false;
         };
-        self.unindex(id);
+        self.unindex(id, None);
         self.detach(id);
         let children = self
             .node(id)
@@ -611,6 +662,7 @@ impl Model {
             }
             n.rec.usages = map;
         }
+        self.sync_rc(id);
         true
     }
 
@@ -633,6 +685,7 @@ impl Model {
                 }
             }
         }
+        self.sync_rc(id);
         true
     }
 

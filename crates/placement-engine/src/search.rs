@@ -216,16 +216,8 @@ impl Model {
             return Vec::new();
         };
         list.iter()
-            .filter_map(|p| {
-                let n = self.node(*p)?;
-                if let Some(t) = tree_root {
-                    if n.root != t {
-                        return None;
-                    }
-                }
-                let e = n.inv_for(rc)?;
-                e.fits(amount).then_some((*p, n.root))
-            })
+            .filter(|x| tree_root.is_none_or(|t| x.root == t) && x.e.fits(amount))
+            .map(|x| (x.rp, x.root))
             .collect()
     }
 

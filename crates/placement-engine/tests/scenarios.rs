@@ -658,6 +658,9 @@ fn usages_and_reparenting() {
     m.upsert_provider(rec);
     let fpga = "00000001-0000-4000-8000-000000000006";
     assert_eq!(m.provider(fpga).unwrap().root_uuid, root0);
+    // The class index follows: tree 0 now holds 6 FPGAs.
+    let c = search(&m, &format!("resources1=FPGA:1&in_tree1={root0}"), 39);
+    assert_eq!(c.allocation_requests.len(), 6);
     // Un-parent it again.
     let mut rec = m.provider(root1).unwrap().clone();
     rec.parent_uuid = None;
