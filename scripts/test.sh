@@ -5,6 +5,7 @@
 #   2. unit and integration tests, on SQLite and on PostgreSQL
 #   3. real-client tests with the pinned python-openstackclient, on both engines
 #   4. python-openstackclient's own identity functional tests
+#   5. upstream placement's gabbi suite (1316 tests), on both engines
 # Exits non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,5 +79,11 @@ log "real-client tests on PostgreSQL"
 
 log "python-openstackclient identity functional tests"
 bash conformance/identity-functional.sh
+
+log "placement: upstream's gabbi suite (openstack-placement 16.0.0) on SQLite"
+conformance/placement/run.py --server-cmd conformance/placement/oxistack-server.sh
+log "placement: upstream's gabbi suite on PostgreSQL"
+OXISTACK_PLACEMENT_DB=postgres conformance/placement/run.py \
+    --server-cmd conformance/placement/oxistack-server.sh
 
 log "all tests passed"
