@@ -209,7 +209,7 @@ pub async fn load_records(conn: &mut Conn, uuids: Option<&[String]>) -> Q<Vec<Pr
     let mut order: Vec<String> = Vec::new();
     let chunks: Vec<Option<&[String]>> = match uuids {
         None => vec![None],
-        Some(list) if list.is_empty() => return Ok(Vec::new()),
+        Some([]) => return Ok(Vec::new()),
         Some(list) => list.chunks(400).map(Some).collect(),
     };
     for chunk in chunks {

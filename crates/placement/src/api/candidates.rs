@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
-use super::{cache_headers, json_response, query_pairs, Ctx};
+use super::{cache_headers, query_pairs, Ctx};
 use crate::error::{Error, Result};
 use crate::Placement;
 
@@ -33,9 +33,13 @@ pub async fn list(ctx: Ctx, State(p): State<Arc<Placement>>, uri: Uri) -> Result
         let found = model
             .allocation_candidates(&request)
             .map_err(engine_error)?;
-        placement_engine::render_candidates(&found, ctx.v.0)
+        placement_engine::render_candidates_json(&found, ctx.v.0)
     };
-    let mut res = json_response(StatusCode::OK, &body);
+    let mut res = (StatusCode::OK, body).into_response();
+    res.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
     cache_headers(&mut res, ctx.v, None);
     Ok(res)
 }

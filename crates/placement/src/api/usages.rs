@@ -15,6 +15,9 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::schema::{validate, ObjectSchema, Schema};
 
+/// (name in the body, consumer-type filter for the count, usage per class).
+type UsageGroup<'a> = (String, Option<Option<&'a str>>, BTreeMap<String, i64>);
+
 pub async fn provider(ctx: Ctx, Path(uuid): Path<String>) -> Result<Response> {
     ctx.can("placement:resource_providers:usages")?;
     let mut conn = ctx.p.db.pool().acquire().await?;
@@ -124,7 +127,7 @@ pub async fn totals(ctx: Ctx, uri: Uri) -> Result<Response> {
             (sql, ctype.flatten().map(str::to_string))
         };
         let mut usages = Map::new();
-        let groups: Vec<(String, Option<Option<&str>>, BTreeMap<String, i64>)> = match consumer_type
+        let groups: Vec<UsageGroup<'_>> = match consumer_type
         {
             Some("all") => vec![("all".into(), None, by_class.clone())],
             Some("unknown") => vec![(
