@@ -127,8 +127,7 @@ pub async fn totals(ctx: Ctx, uri: Uri) -> Result<Response> {
             (sql, ctype.flatten().map(str::to_string))
         };
         let mut usages = Map::new();
-        let groups: Vec<UsageGroup<'_>> = match consumer_type
-        {
+        let groups: Vec<UsageGroup<'_>> = match consumer_type {
             Some("all") => vec![("all".into(), None, by_class.clone())],
             Some("unknown") => vec![(
                 "unknown".into(),
