@@ -44,6 +44,8 @@ max_connections = 16
 level = "warn"
 [placement]
 auth = "noauth"
+# As upstream's perfload-server.sh.
+randomize_allocation_candidates = true
 TOML
     "$bin" db migrate --config "$dir/oxistack.toml" >/dev/null
     setsid "$bin" serve --config "$dir/oxistack.toml" >"$dir/server.log" 2>&1 &

@@ -212,6 +212,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
+    // `/placement/` and `/placement` are the same resource, as upstream's
+    // routes treat them; the trailing slash goes before routing.
+    let app = tower::Layer::layer(
+        &tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(),
+        app,
+    );
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     if let (Some(cert), Some(key)) = (&cfg.server.tls_cert, &cfg.server.tls_key) {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
@@ -223,7 +230,7 @@ pub async fn serve(
         });
         axum_server::from_tcp_rustls(listener, tls)
             .handle(handle)
-            .serve(app.into_make_service())
+            .serve(app)
             .await?;
     } else {
         let listener =

@@ -88,6 +88,9 @@ pub struct CandidatesRequest {
     pub root_forbidden: Vec<String>,
     /// same_subtree (1.36): each a list of suffixes.
     pub same_subtrees: Vec<Vec<String>>,
+    /// Upstream's `[placement] randomize_allocation_candidates`: shuffle the
+    /// allocation requests (before `limit`) instead of the search order.
+    pub randomize: bool,
 }
 
 impl CandidatesRequest {

@@ -923,6 +923,10 @@ impl Search<'_> {
             summary_ids.retain(|p| used.contains(*p));
         }
 
+        if req.randomize {
+            use rand::seq::SliceRandom;
+            merged.shuffle(&mut rand::thread_rng());
+        }
         if let Some(limit) = req.limit {
             if limit < merged.len() {
                 merged.truncate(limit);

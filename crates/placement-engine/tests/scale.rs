@@ -44,3 +44,40 @@ fn nested_10x() {
     let v = render_candidates(&c, 39);
     assert_eq!(v["provider_summaries"].as_object().unwrap().len(), 7_000);
 }
+
+#[test]
+fn a_used_fpga_is_no_longer_offered() {
+    let mut m = nested_model(2);
+    let req = parse_candidates_query(&pairs(NESTED_QUERY), 39).unwrap();
+    assert_eq!(
+        m.allocation_candidates(&req)
+            .unwrap()
+            .allocation_requests
+            .len(),
+        4
+    );
+    // As the service refreshes a provider: the whole record, usages included.
+    let fpga = format!("{:08x}-2222-4000-8000-{:012x}", 0, 5);
+    let mut rec = m.provider(&fpga).unwrap().clone();
+    rec.usages.insert("FPGA".into(), 1);
+    m.upsert_providers([rec]);
+    assert_eq!(
+        m.allocation_candidates(&req)
+            .unwrap()
+            .allocation_requests
+            .len(),
+        3
+    );
+    let numa1 = format!("{:08x}-2222-4000-8000-{:012x}", 0, 4);
+    let mut rec = m.provider(&numa1).unwrap().clone();
+    rec.usages.insert("VCPU".into(), 1);
+    rec.usages.insert("MEMORY_MB".into(), 256);
+    m.upsert_providers([rec]);
+    assert_eq!(
+        m.allocation_candidates(&req)
+            .unwrap()
+            .allocation_requests
+            .len(),
+        3
+    );
+}

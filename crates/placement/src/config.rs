@@ -27,6 +27,9 @@ pub struct PlacementConfig {
     /// Where the API is mounted; empty serves it at the root of the server
     /// (as a stand-alone placement service, e.g. for conformance runs).
     pub path_prefix: String,
+    /// Upstream's option of the same name: return allocation candidates in
+    /// random order (so that concurrent schedulers spread their claims).
+    pub randomize_allocation_candidates: bool,
 }
 
 impl Default for PlacementConfig {
@@ -36,6 +39,7 @@ impl Default for PlacementConfig {
             enforce_new_defaults: true,
             policy_file: None,
             path_prefix: "/placement".into(),
+            randomize_allocation_candidates: false,
         }
     }
 }

@@ -25,8 +25,9 @@ pub async fn list(ctx: Ctx, State(p): State<Arc<Placement>>, uri: Uri) -> Result
     }
     ctx.can("placement:allocation_candidates:list")?;
     let pairs = query_pairs(&uri);
-    let request =
+    let mut request =
         placement_engine::parse_candidates_query(&pairs, ctx.v.0).map_err(engine_error)?;
+    request.randomize = p.config.randomize_allocation_candidates;
     p.cache.refresh(&p.db).await?;
     let body = {
         let model = p.cache.read();
