@@ -56,7 +56,21 @@ pub struct Cache {
     model: RwLock<Model>,
     seen: AtomicI64,
     sync: tokio::sync::Mutex<()>,
+    rendered: std::sync::Mutex<Rendered>,
 }
+
+/// Rendered candidate bodies of the current revision, keyed by the request
+/// (microversion and query string). Schedulers repeat identical queries
+/// between claims; every write moves the revision and empties this.
+#[derive(Default)]
+struct Rendered {
+    revision: i64,
+    entries: Vec<(String, std::sync::Arc<String>)>,
+    bytes: usize,
+}
+
+/// At most this many bytes of rendered bodies are kept.
+const RENDERED_MAX_BYTES: usize = 128 << 20;
 
 impl Cache {
     /// Loads every provider.
@@ -65,6 +79,7 @@ impl Cache {
             model: RwLock::new(Model::new()),
             seen: AtomicI64::new(-1),
             sync: tokio::sync::Mutex::new(()),
+            rendered: std::sync::Mutex::new(Rendered::default()),
         };
         cache.full_reload(db).await?;
         Ok(cache)
@@ -73,6 +88,45 @@ impl Cache {
     /// The model as of the last refresh.
     pub fn read(&self) -> RwLockReadGuard<'_, Model> {
         self.model.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The revision the model reflects.
+    pub fn revision(&self) -> i64 {
+        self.seen.load(Ordering::Acquire)
+    }
+
+    /// A body rendered earlier at `revision` for `key`.
+    pub fn rendered(&self, revision: i64, key: &str) -> Option<std::sync::Arc<String>> {
+        let r = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        if r.revision != revision {
+            return None;
+        }
+        r.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Keeps a rendered body for later identical requests at `revision`.
+    pub fn keep_rendered(&self, revision: i64, key: String, body: std::sync::Arc<String>) {
+        let mut r = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        if r.revision != revision {
+            if revision < r.revision {
+                return;
+            }
+            *r = Rendered {
+                revision,
+                ..Default::default()
+            };
+        }
+        while !r.entries.is_empty() && r.bytes + body.len() > RENDERED_MAX_BYTES {
+            let (_, old) = r.entries.remove(0);
+            r.bytes -= old.len();
+        }
+        if body.len() <= RENDERED_MAX_BYTES {
+            r.bytes += body.len();
+            r.entries.push((key, body));
+        }
     }
 
     /// Brings the model up to the database's current revision.

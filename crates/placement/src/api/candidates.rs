@@ -10,6 +10,15 @@ use super::{cache_headers, query_pairs, Ctx};
 use crate::error::{Error, Result};
 use crate::Placement;
 
+/// A shared rendered body as the bytes of a response (no copy).
+struct ArcStr(Arc<String>);
+
+impl AsRef<[u8]> for ArcStr {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
 /// Turns an engine error (query validation) into the service's error.
 pub fn engine_error(e: placement_engine::QueryError) -> Error {
     Error::new(
@@ -29,13 +38,33 @@ pub async fn list(ctx: Ctx, State(p): State<Arc<Placement>>, uri: Uri) -> Result
         placement_engine::parse_candidates_query(&pairs, ctx.v.0).map_err(engine_error)?;
     request.randomize = p.config.randomize_allocation_candidates;
     p.cache.refresh(&p.db).await?;
-    let body = {
-        let model = p.cache.read();
-        let found = model
-            .allocation_candidates(&request)
-            .map_err(engine_error)?;
-        placement_engine::render_candidates_json(&found, ctx.v.0)
+    // A random sample (randomize + limit) must differ between requests;
+    // everything else is the same answer until the next write.
+    let cacheable = !(request.randomize && request.limit.is_some());
+    let key = format!("{}?{}", ctx.v.0, uri.query().unwrap_or_default());
+    let revision = p.cache.revision();
+    let cached = if cacheable {
+        p.cache.rendered(revision, &key)
+    } else {
+        None
     };
+    let body = match cached {
+        Some(body) => body,
+        None => {
+            let body = {
+                let model = p.cache.read();
+                let found = model
+                    .allocation_candidates(&request)
+                    .map_err(engine_error)?;
+                Arc::new(placement_engine::render_candidates_json(&found, ctx.v.0))
+            };
+            if cacheable {
+                p.cache.keep_rendered(revision, key, body.clone());
+            }
+            body
+        }
+    };
+    let body = bytes::Bytes::from_owner(ArcStr(body));
     let mut res = (StatusCode::OK, body).into_response();
     res.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
