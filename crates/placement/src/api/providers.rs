@@ -14,7 +14,30 @@ use crate::error::{codes, Error, Result};
 use crate::schema::{validate_body, ObjectSchema, Schema};
 use crate::Placement;
 
-fn links(ctx: &Ctx, uuid: &str) -> Value {
+#[derive(serde::Serialize)]
+struct ListOut<'a> {
+    resource_providers: Vec<ProviderOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ProviderOut<'a> {
+    uuid: &'a str,
+    name: &'a str,
+    generation: i64,
+    links: Vec<LinkOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_provider_uuid: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    root_provider_uuid: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct LinkOut {
+    rel: &'static str,
+    href: String,
+}
+
+fn link_list(ctx: &Ctx, uuid: &str) -> Vec<LinkOut> {
     let url = provider_url(ctx.prefix(), uuid);
     let mut rels = vec!["inventories", "usages"];
     if ctx.at_least(1) {
@@ -26,11 +49,25 @@ fn links(ctx: &Ctx, uuid: &str) -> Value {
     if ctx.at_least(11) {
         rels.push("allocations");
     }
-    let mut out = vec![json!({"rel": "self", "href": url})];
+    let mut out = Vec::with_capacity(rels.len() + 1);
     for r in rels {
-        out.push(json!({"rel": r, "href": format!("{url}/{r}")}));
+        out.push(LinkOut {
+            rel: r,
+            href: format!("{url}/{r}"),
+        });
     }
-    Value::Array(out)
+    out.insert(
+        0,
+        LinkOut {
+            rel: "self",
+            href: url,
+        },
+    );
+    out
+}
+
+fn links(ctx: &Ctx, uuid: &str) -> Value {
+    serde_json::to_value(link_list(ctx, uuid)).unwrap_or(Value::Null)
 }
 
 pub fn render(
@@ -188,25 +225,35 @@ pub async fn list(ctx: Ctx, State(p): State<Arc<Placement>>, uri: Uri) -> Result
     let filter = placement_engine::parse_providers_query(&pairs, ctx.v.0)
         .map_err(super::candidates::engine_error)?;
     p.cache.refresh(&p.db).await?;
-    let (items, newest) = {
+    // Serialized straight from the model: a listing of tens of thousands of
+    // providers never becomes a tree of JSON values.
+    let body = {
         let model = p.cache.read();
         let found = model
             .providers_matching(&filter)
             .map_err(super::candidates::engine_error)?;
-        let mut items = Vec::with_capacity(found.len());
-        for rec in found {
-            items.push(render(
-                &ctx,
-                &rec.uuid,
-                &rec.name,
-                rec.generation,
-                rec.parent_uuid.as_deref(),
-                &rec.root_uuid,
-            ));
-        }
-        (items, None)
+        let with_tree = ctx.at_least(14);
+        let out = ListOut {
+            resource_providers: found
+                .iter()
+                .map(|rec| ProviderOut {
+                    uuid: &rec.uuid,
+                    name: &rec.name,
+                    generation: rec.generation,
+                    links: link_list(&ctx, &rec.uuid),
+                    parent_provider_uuid: with_tree.then_some(rec.parent_uuid.as_deref()),
+                    root_provider_uuid: with_tree.then_some(rec.root_uuid.as_str()),
+                })
+                .collect(),
+        };
+        serde_json::to_string(&out).map_err(Error::internal)?
     };
-    let mut res = json_response(StatusCode::OK, &json!({ "resource_providers": items }));
+    let newest = None;
+    let mut res = (StatusCode::OK, body).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     cache_headers(&mut res, ctx.v, newest);
     Ok(res)
 }
