@@ -42,8 +42,9 @@
 //!   root disk attached second).
 //!
 //! # Acceleration
-//! KVM only if a probe guest really runs under it (see `probe.rs`); the
-//! verdict is cached in `<instances>/.accel.json`. Otherwise TCG.
+//! KVM only if probe guests really run under it, and fast (see
+//! `probe.rs`); the verdict is cached in `<instances>/.accel.json`.
+//! Otherwise TCG.
 
 mod cmdline;
 mod probe;
@@ -95,7 +96,10 @@ pub struct QemuConfig {
     pub qemu_binary: String,
     pub qemu_img: String,
     pub accel: AccelMode,
-    /// How long the KVM probe guest may take.
+    /// A Linux kernel the KVM probe boots (`None`: the project's guest
+    /// kernel or the host's, when found).
+    pub probe_kernel: Option<PathBuf>,
+    /// How long the probe's kernel may take to boot under KVM.
     pub probe_timeout: Duration,
     /// `-cpu` under TCG (`None`: QEMU's default).
     pub tcg_cpu_model: Option<String>,
@@ -114,7 +118,8 @@ impl QemuConfig {
             qemu_binary: "qemu-system-x86_64".into(),
             qemu_img: "qemu-img".into(),
             accel: AccelMode::Auto,
-            probe_timeout: Duration::from_secs(10),
+            probe_kernel: None,
+            probe_timeout: Duration::from_secs(20),
             tcg_cpu_model: None,
             start_timeout: Duration::from_secs(30),
             qmp_timeout: Duration::from_secs(30),
@@ -158,6 +163,8 @@ struct Vm {
     status: watch::Sender<Status>,
     resize_pending: AtomicBool,
     deleted: AtomicBool,
+    /// The task following the current process.
+    monitor: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -177,6 +184,7 @@ impl Vm {
             status: watch::channel(Status { state, pid: None }).0,
             resize_pending: AtomicBool::new(resize_pending),
             deleted: AtomicBool::new(false),
+            monitor: Mutex::new(None),
         })
     }
 
@@ -325,11 +333,18 @@ impl QemuHypervisor {
             return (v.accel, format!("cached: {}", v.detail));
         }
         let workdir = self.dir.join(".probe");
-        let (accel, detail) =
-            match probe::probe_kvm(&self.qemu, &workdir, self.cfg.probe_timeout).await {
-                Ok(d) => (Accel::Kvm, d),
-                Err(d) => (Accel::Tcg, d),
-            };
+        let kernel = probe::find_kernel(self.cfg.probe_kernel.as_deref());
+        let (accel, detail) = match probe::probe_kvm(
+            &self.qemu,
+            &workdir,
+            kernel.as_deref(),
+            self.cfg.probe_timeout,
+        )
+        .await
+        {
+            Ok(d) => (Accel::Kvm, d),
+            Err(d) => (Accel::Tcg, d),
+        };
         probe::write_cache(
             &cache,
             &probe::Verdict {
@@ -601,9 +616,9 @@ impl QemuHypervisor {
         waiter: Waiter,
         events: Option<mpsc::UnboundedReceiver<QmpEvent>>,
     ) {
-        let vm = Arc::clone(vm);
         let bus = self.events.clone();
-        tokio::spawn(monitor(vm, generation, waiter, events, bus));
+        let task = tokio::spawn(monitor(Arc::clone(vm), generation, waiter, events, bus));
+        *lock(&vm.monitor) = Some(task.abort_handle());
     }
 
     /// Loads `suspend.state` into a QEMU started with `-incoming defer`.
@@ -981,6 +996,24 @@ async fn read_console(path: &Path) -> Result<String> {
         }
     }
     Ok(text)
+}
+
+impl Drop for QemuHypervisor {
+    /// Detaches from every VM: monitors stop, QMP connections close, the
+    /// QEMU processes keep running (a new hypervisor adopts them).
+    fn drop(&mut self) {
+        let vms: Vec<Arc<Vm>> = lock(&self.vms).drain().map(|(_, v)| v).collect();
+        for vm in vms {
+            if let Some(m) = lock(&vm.monitor).take() {
+                m.abort();
+            }
+            if let Some(run) = lock(&vm.run).take() {
+                if let Some(q) = run.qmp {
+                    q.close();
+                }
+            }
+        }
+    }
 }
 
 #[async_trait]

@@ -66,6 +66,7 @@ struct Inner {
     next_id: AtomicU64,
     greeting: Value,
     closed: watch::Receiver<bool>,
+    reader: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 /// A connected QMP monitor. Cheap to clone; all clones share the
@@ -109,8 +110,10 @@ impl Qmp {
             next_id: AtomicU64::new(1),
             greeting,
             closed: closed_rx,
+            reader: Mutex::new(None),
         });
-        tokio::spawn(read_loop(reader, Arc::clone(&inner), events_tx, closed_tx));
+        let task = tokio::spawn(read_loop(reader, Arc::clone(&inner), events_tx, closed_tx));
+        *inner.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
         let qmp = Qmp { inner };
         qmp.execute("qmp_capabilities", None, timeout).await?;
         Ok((qmp, events_rx))
@@ -128,6 +131,28 @@ impl Qmp {
         let mut rx = self.inner.closed.clone();
         // An error means the reader task is gone: closed as well.
         let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Drops the connection (QEMU keeps running and accepts the next
+    /// client). Pending and later commands fail with [`QmpError::Closed`].
+    pub fn close(&self) {
+        if let Some(task) = self
+            .inner
+            .reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+        let waiters = {
+            let mut p = lock(&self.inner.pending);
+            p.closed = true;
+            std::mem::take(&mut p.waiters)
+        };
+        for (_, tx) in waiters {
+            let _ = tx.send(Err(QmpError::Closed));
+        }
     }
 
     pub fn is_closed(&self) -> bool {
