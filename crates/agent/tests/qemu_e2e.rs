@@ -8,7 +8,8 @@
 //! Runs only when OXISTACK_TEST_QEMU=1 (scripts/test.sh sets it); then a
 //! missing QEMU, qemu-img, genisoimage or guest image is a failure, not a
 //! skip. OXISTACK_GUEST_IMAGE names the image; otherwise guest/build.sh
-//! builds or reuses it.
+//! builds or reuses it. OXISTACK_TEST_QEMU_BINARY and OXISTACK_TEST_QEMU_IMG
+//! choose other QEMU builds (e.g. Debian 12's 7.2 unpacked elsewhere).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -85,8 +86,21 @@ impl Drop for Cleanup {
     }
 }
 
-async fn new_hv(dir: &Path) -> QemuHypervisor {
+fn config(dir: &Path) -> QemuConfig {
     let mut cfg = QemuConfig::new(dir);
+    if let Ok(q) = std::env::var("OXISTACK_TEST_QEMU_BINARY") {
+        cfg.qemu_binary = q;
+    }
+    cfg.qemu_img = qemu_img();
+    cfg
+}
+
+fn qemu_img() -> String {
+    std::env::var("OXISTACK_TEST_QEMU_IMG").unwrap_or_else(|_| "qemu-img".into())
+}
+
+async fn new_hv(dir: &Path) -> QemuHypervisor {
+    let mut cfg = config(dir);
     cfg.accel = AccelMode::Tcg;
     QemuHypervisor::new(cfg)
         .await
@@ -155,6 +169,14 @@ async fn qemu_end_to_end() {
     let snaps = tmp.path().join("snaps");
     std::fs::create_dir(&snaps).unwrap();
 
+    let long = tmp.path().join("x".repeat(80));
+    assert!(
+        matches!(
+            QemuHypervisor::new(config(&long)).await,
+            Err(Error::Invalid(_))
+        ),
+        "QMP socket paths must fit in sockaddr_un"
+    );
     let hv = new_hv(&dir).await;
     let dir = hv.instances_dir().to_path_buf();
     let res = hv.host_resources().await.unwrap();
@@ -232,6 +254,8 @@ async fn qemu_end_to_end() {
     wait_console(&hv, id, "OXISTACK-GUEST-BOOTED", 1).await;
     wait_console(&hv, id, "hostname: oxi-e2e", 1).await;
     let t_boot = t0.elapsed();
+    // user_data from the config drive ran.
+    wait_console(&hv, id, "e2e user data ran", 1).await;
 
     // --- pause / unpause --------------------------------------------------
     hv.pause(id).await.unwrap();
@@ -265,6 +289,21 @@ async fn qemu_end_to_end() {
     assert_ne!(pid1, pid2);
     wait_console(&hv, id, "OXISTACK-GUEST-BOOTED", 2).await;
     wait_console(&hv, id, "hostname: oxi-e2e", 2).await;
+
+    // --- soft reboot: ACPI power-off, then a fresh process --------------------
+    let out = hv
+        .reboot(
+            id,
+            RebootKind::Soft {
+                timeout: Duration::from_secs(60),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, RebootOutcome::Soft);
+    let pid2 = hv.info(id).await.unwrap().pid.unwrap();
+    wait_console(&hv, id, "OXISTACK-GUEST-BOOTED", 3).await;
+    wait_console(&hv, id, "hostname: oxi-e2e", 3).await;
 
     // --- the agent restarts -------------------------------------------------
     drop(events);
@@ -309,7 +348,7 @@ async fn qemu_end_to_end() {
     assert_eq!(si.virtual_size, 1 << 30);
     assert!(snap.is_file() && si.size > 0);
     assert_eq!(hv.info(id).await.unwrap().state, PowerState::Running);
-    let snap_info = std::process::Command::new("qemu-img")
+    let snap_info = std::process::Command::new(qemu_img())
         .args(["info", "--output=json", "-U"])
         .arg(&snap)
         .output()
@@ -357,9 +396,50 @@ async fn qemu_end_to_end() {
     assert!(!vm_dir.join("resize-backup").exists());
     let shrink = ResizeSpec { root_gb: 1, ..to };
     assert!(hv.resize(id, shrink).await.is_err());
+    let disk_info = std::process::Command::new(qemu_img())
+        .args(["info", "--output=json"])
+        .arg(vm_dir.join("disk"))
+        .output()
+        .unwrap();
+    let disk_info: serde_json::Value = serde_json::from_slice(&disk_info.stdout).unwrap();
+    assert_eq!(disk_info["virtual-size"], 2u64 << 30);
 
-    // --- delete ------------------------------------------------------------------
+    // --- the process dies while the agent is away ----------------------------
+    hv.power_on(id).await.unwrap();
+    let pid4 = hv.info(id).await.unwrap().pid.unwrap();
+    let argv = std::fs::read(format!("/proc/{pid4}/cmdline")).unwrap();
+    let argv: Vec<String> = argv
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert!(
+        argv.windows(2).any(|w| w[0] == "-smp" && w[1] == "2"),
+        "resized vCPUs"
+    );
+    assert!(
+        argv.windows(2).any(|w| w[0] == "-m" && w[1] == "320"),
+        "resized memory"
+    );
+    drop(events);
+    drop(hv);
+    let p = rustix::process::Pid::from_raw(pid4 as i32).unwrap();
+    rustix::process::kill_process(p, rustix::process::Signal::KILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pid_exists(pid4) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hv = new_hv(&dir).await;
+    let adopted = hv.adopt().await.unwrap();
+    assert_eq!(
+        (adopted[0].state, adopted[0].pid),
+        (PowerState::Crashed, None)
+    );
+
+    // --- delete a running server ---------------------------------------------------
+    hv.power_on(id).await.unwrap();
+    let pid5 = hv.info(id).await.unwrap().pid.unwrap();
     hv.delete(id).await.unwrap();
+    assert!(!pid_exists(pid5), "QEMU {pid5} is gone");
     assert!(!vm_dir.exists(), "instance files are gone");
     assert!(matches!(hv.info(id).await, Err(Error::NotFound(_))));
     assert!(hv.list().await.unwrap().is_empty());
@@ -388,7 +468,7 @@ async fn accelerator_probe() {
         .unwrap();
     let dir = tmp.path().join("inst");
     let t = Instant::now();
-    let hv = QemuHypervisor::new(QemuConfig::new(&dir)).await.unwrap();
+    let hv = QemuHypervisor::new(config(&dir)).await.unwrap();
     let (accel, why) = hv.accel().await;
     eprintln!(
         "accelerator_probe: {} after {:.1} s: {why}",
@@ -401,7 +481,7 @@ async fn accelerator_probe() {
         !hv.instances_dir().join(".probe").exists(),
         "probe files removed"
     );
-    let again = QemuHypervisor::new(QemuConfig::new(&dir)).await.unwrap();
+    let again = QemuHypervisor::new(config(&dir)).await.unwrap();
     let (accel2, why2) = again.accel().await;
     assert_eq!(accel2, accel);
     assert!(why2.starts_with("cached: "), "{why2}");

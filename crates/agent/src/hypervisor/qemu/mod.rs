@@ -1116,7 +1116,11 @@ impl Hypervisor for QemuHypervisor {
         }
         let paths = Paths::new(&self.dir, id);
         let res = async {
-            match tokio::fs::create_dir(&paths.dir).await {
+            // 0700: the config drive holds user_data, the console log
+            // whatever the guest prints.
+            let mut dir = tokio::fs::DirBuilder::new();
+            dir.mode(0o700);
+            match dir.create(&paths.dir).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     return Err(Error::AlreadyExists(id))
