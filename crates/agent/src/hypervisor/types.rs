@@ -336,6 +336,9 @@ pub struct ServerInfo {
     pub vcpus: u32,
     pub memory_mb: u64,
     pub root_gb: u64,
+    /// The cached image the root disk is layered on (still in use while
+    /// the server exists).
+    pub image: ImageSource,
     /// The QEMU process, when one runs.
     pub pid: Option<u32>,
     /// A resize waits for confirm or revert.

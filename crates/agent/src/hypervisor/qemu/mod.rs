@@ -206,6 +206,7 @@ impl Vm {
             vcpus: d.vcpus,
             memory_mb: d.memory_mb,
             root_gb: d.root_gb,
+            image: d.image.clone(),
             pid: st.pid,
             resize_pending: self.resize_pending.load(Ordering::Relaxed),
         }
