@@ -6,6 +6,7 @@
 #   3. real-client tests with the pinned python-openstackclient, on both engines
 #   4. python-openstackclient's own identity functional tests
 #   5. upstream placement's gabbi suite (1316 tests), on both engines
+#   6. the host agent's QEMU end-to-end test (a real VM of guest/ under TCG)
 # Exits non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,18 @@ cd "$(dirname "$0")/.."
 
 need_root
 apt_install build-essential pkg-config ca-certificates curl git postgresql python3-venv
+# The host agent's hypervisor. qemu-system-x86 and qemu-utils must come from
+# one Debian suite (qemu-utils >= 8 breaks qemu-system-common < 8): a fresh
+# Debian 12 gets bookworm's 7.2 of both; a machine that has both (e.g. from
+# bookworm-backports) keeps them; one with qemu-utils alone gets the
+# qemu-system-x86 of the same version (or apt's error, never a removal).
+qemu_utils=$(dpkg-query -W -f='${Status} ${Version}' qemu-utils 2>/dev/null |
+    sed -n 's/^install ok installed //p')
+if [ -n "$qemu_utils" ] &&
+    ! dpkg-query -W -f='${Status}' qemu-system-x86 2>/dev/null | grep -q "install ok installed"; then
+    apt_install "qemu-system-x86=$qemu_utils"
+fi
+apt_install qemu-system-x86 qemu-utils genisoimage
 ensure_rust
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
@@ -85,5 +98,8 @@ conformance/placement/run.py --server-cmd conformance/placement/oxistack-server.
 log "placement: upstream's gabbi suite on PostgreSQL"
 OXISTACK_PLACEMENT_DB=postgres conformance/placement/run.py \
     --server-cmd conformance/placement/oxistack-server.sh
+
+log "host agent: QEMU end-to-end (guest image under TCG)"
+OXISTACK_TEST_QEMU=1 cargo test --locked -p agent --test qemu_e2e -- --nocapture --test-threads=1
 
 log "all tests passed"
