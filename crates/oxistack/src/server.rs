@@ -16,15 +16,23 @@ use crate::config::Config;
 /// The services this binary serves, with their catalog entries.
 pub struct Services {
     pub identity: Arc<identity::Identity>,
+    pub image: Arc<image::ImageService>,
 }
 
 /// Catalog entries for every service served at `public_url`.
 pub fn catalog(public_url: &str) -> Vec<identity::bootstrap::CatalogEntry> {
-    vec![identity::bootstrap::CatalogEntry {
-        kind: "identity".into(),
-        name: "keystone".into(),
-        url: format!("{public_url}/identity"),
-    }]
+    vec![
+        identity::bootstrap::CatalogEntry {
+            kind: "identity".into(),
+            name: "keystone".into(),
+            url: format!("{public_url}/identity"),
+        },
+        identity::bootstrap::CatalogEntry {
+            kind: "image".into(),
+            name: "glance".into(),
+            url: format!("{public_url}/image"),
+        },
+    ]
 }
 
 /// The whole application router.
@@ -35,6 +43,7 @@ pub fn app(cfg: &Config, services: &Services) -> Router {
             "/identity",
             identity::api::router(services.identity.clone()),
         )
+        .nest("/image", image::api::router(services.image.clone()))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(cfg.server.max_body_bytes))
         .layer(axum::middleware::map_response(json_rejections))
@@ -106,7 +115,7 @@ async fn root() -> Json<serde_json::Value> {
     Json(json!({
         "name": "oxistack",
         "version": env!("CARGO_PKG_VERSION"),
-        "services": { "identity": "/identity" }
+        "services": { "identity": "/identity", "image": "/image" }
     }))
 }
 
@@ -161,7 +170,19 @@ pub async fn start_services(cfg: &Config, migrate: bool) -> anyhow::Result<(stor
     let identity = identity::Identity::new(db.clone(), cfg.identity.clone())
         .await
         .map_err(|e| anyhow::anyhow!("identity: {e}"))?;
-    Ok((db, Services { identity }))
+    let mut image_cfg = cfg.image.clone();
+    if image_cfg.store_dir.is_none() {
+        image_cfg.store_dir = Some(std::path::PathBuf::from(crate::config::DEFAULT_IMAGE_DIR));
+    }
+    let image = image::ImageService::new(
+        db.clone(),
+        image_cfg,
+        identity.clone(),
+        Some(cfg.bootstrap.region.clone()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("image: {e}"))?;
+    Ok((db, Services { identity, image }))
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
