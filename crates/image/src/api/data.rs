@@ -675,7 +675,8 @@ async fn run_import(
         }
         Err(e) => {
             tracing::warn!(image = %id, method, error = %e, "import failed");
-            guard.now().await;
+            // Record the failure first, so that whoever sees the image back
+            // in queued also sees why.
             if let Ok(mut tx) = svc.db.write().await {
                 let _ = db::property_set(&mut tx, &id, "os_glance_importing_to_stores", None).await;
                 let _ = db::property_set(
@@ -689,6 +690,7 @@ async fn run_import(
             }
             let _ = tasks::task_finish(&svc.db, &task_id, "failure", &e.to_string(), None, expires)
                 .await;
+            guard.now().await;
         }
     }
 }

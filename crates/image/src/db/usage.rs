@@ -15,28 +15,28 @@ pub async fn image_count(db: &Db, owner: &str) -> sqlx::Result<i64> {
 /// Bytes of stored image data of `owner`, excluding `except` (the image being
 /// written, whose old size does not count).
 pub async fn storage_bytes(db: &Db, owner: &str, except: &str) -> sqlx::Result<i64> {
-    let (n,): (Option<i64>,) = sqlx::query_as(
-        "SELECT SUM(size) FROM images WHERE owner = $1 AND id <> $2 AND location IS NOT NULL \
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM images WHERE owner = $1 AND id <> $2 AND location IS NOT NULL \
          AND status <> 'deleted'",
     )
     .bind(owner)
     .bind(except)
     .fetch_one(db.pool())
     .await?;
-    Ok(n.unwrap_or(0))
+    Ok(n)
 }
 
 /// Bytes in the staging area for `owner`, excluding `except`.
 pub async fn staging_bytes(db: &Db, owner: &str, except: &str) -> sqlx::Result<i64> {
-    let (n,): (Option<i64>,) = sqlx::query_as(
-        "SELECT SUM(staged_size) FROM images WHERE owner = $1 AND id <> $2 \
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(staged_size), 0) AS BIGINT) FROM images WHERE owner = $1 AND id <> $2 \
          AND status IN ('uploading', 'importing')",
     )
     .bind(owner)
     .bind(except)
     .fetch_one(db.pool())
     .await?;
-    Ok(n.unwrap_or(0))
+    Ok(n)
 }
 
 /// Images of `owner` being uploaded, staged or imported.
