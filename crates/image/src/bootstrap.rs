@@ -54,8 +54,8 @@ impl ImageService {
                 .await
                 .map_err(|e| Error::internal(format!("{}: {e}", path.display())))?;
             let mut detect = Inspector::new(Rules {
-                declared: "raw".into(),
-                require_match: false,
+                declared: String::new(),
+                require_match: true,
                 vmdk_allowed: self.cfg.vmdk_allowed_types.clone(),
             });
             let mut hasher = upload::Hasher::new(algo);

@@ -47,7 +47,8 @@ pub struct Outcome {
 /// Rules an upload is checked against.
 #[derive(Clone, Debug)]
 pub struct Rules {
-    /// The image's `disk_format`.
+    /// The image's `disk_format` (empty: only detect the format; the
+    /// safety checks still apply).
     pub declared: String,
     /// Refuse data whose format does not match `declared`.
     pub require_match: bool,
@@ -216,6 +217,8 @@ impl Inspector {
 fn decide(rules: &Rules, found: Format) -> Result<(), InspectError> {
     let declared = rules.declared.as_str();
     let ok = match declared {
+        // Detection only: nothing was declared.
+        "" => true,
         d if d == found.name() => true,
         // An ISO is a raw image of a disc; a fixed VHD is raw data followed
         // by a footer. Container formats stored as raw would be booted as
