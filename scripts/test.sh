@@ -4,14 +4,18 @@
 #   1. cargo fmt --check and clippy -D warnings
 #   2. unit and integration tests, on SQLite and on PostgreSQL
 #   3. real-client tests with the pinned python-openstackclient, on both engines
-#   4. python-openstackclient's own identity functional tests
+#   4. python-openstackclient's own identity and image functional tests
+#   5. the guest image: built from Debian packages, booted under QEMU (TCG),
+#      and registered by `oxistack up` in the client tests
 # Exits non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_root
-apt_install build-essential pkg-config ca-certificates curl git postgresql python3-venv
+apt_install build-essential pkg-config ca-certificates curl git postgresql python3-venv \
+    genisoimage socat openssh-client
+install_qemu_system
 ensure_rust
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
@@ -54,6 +58,12 @@ SQL
 start_postgres
 export OXISTACK_REQUIRE_POSTGRES=1
 
+log "guest image (built from Debian packages, or the cached build)"
+OXISTACK_GUEST_IMAGE=$(build_guest_image)
+export OXISTACK_GUEST_IMAGE
+log "guest boot test under QEMU (TCG)"
+bash guest/test-boot.sh
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -78,5 +88,8 @@ log "real-client tests on PostgreSQL"
 
 log "python-openstackclient identity functional tests"
 bash conformance/identity-functional.sh
+
+log "python-openstackclient image functional tests"
+bash conformance/image-functional.sh
 
 log "all tests passed"
