@@ -18,8 +18,13 @@ use crate::inspect::{InspectError, Inspector, Outcome};
 use crate::store::{DataWriter, StoreError};
 use crate::Error;
 
-/// Chunks in flight per worker thread.
-const QUEUE: usize = 16;
+/// Batches in flight per worker thread.
+const QUEUE: usize = 8;
+/// Chunks are handed to the workers in batches of about this many bytes
+/// (fewer thread wake-ups than one per network read).
+const BATCH: usize = 512 * 1024;
+
+type Batch = std::sync::Arc<Vec<Bytes>>;
 
 /// Why an upload may not grow beyond [`Limits::max`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,12 +161,14 @@ where
             }
         }
     }
-    let (md5_tx, mut md5_rx) = mpsc::channel::<Bytes>(QUEUE);
-    let (data_tx, mut data_rx) = mpsc::channel::<Bytes>(QUEUE);
+    let (md5_tx, mut md5_rx) = mpsc::channel::<Batch>(QUEUE);
+    let (data_tx, mut data_rx) = mpsc::channel::<Batch>(QUEUE);
     let md5_worker = tokio::task::spawn_blocking(move || {
         let mut h = md5::Md5::new();
-        while let Some(b) = md5_rx.blocking_recv() {
-            h.update(&b);
+        while let Some(batch) = md5_rx.blocking_recv() {
+            for b in batch.iter() {
+                h.update(b);
+            }
         }
         hex::encode(h.finalize())
     });
@@ -170,15 +177,18 @@ where
         let mut writer = writer;
         let mut h = Hasher::new(algo);
         let mut failed: Option<StoreError> = None;
-        while let Some(b) = data_rx.blocking_recv() {
+        while let Some(batch) = data_rx.blocking_recv() {
             if failed.is_some() {
                 continue;
             }
-            h.update(&b);
-            if let Err(e) = writer.write(&b) {
-                failed = Some(e);
-                // Stop the sender: a closed channel makes its next send fail.
-                data_rx.close();
+            for b in batch.iter() {
+                h.update(b);
+                if let Err(e) = writer.write(b) {
+                    failed = Some(e);
+                    // Stop the sender: a closed channel makes its next send fail.
+                    data_rx.close();
+                    break;
+                }
             }
         }
         (writer, h.hex(), failed)
@@ -186,8 +196,22 @@ where
 
     let mut total: u64 = 0;
     let mut beat = tokio::time::Instant::now();
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batched = 0usize;
     let outcome: Result<(), Error> = async {
-        while let Some(item) = body.next().await {
+        loop {
+            let item = body.next().await;
+            if (item.is_none() || batched >= BATCH) && !batch.is_empty() {
+                let b: Batch = std::sync::Arc::new(std::mem::take(&mut batch));
+                batched = 0;
+                if md5_tx.send(b.clone()).await.is_err() || data_tx.send(b).await.is_err() {
+                    // A worker stopped: the store failed; its error is reported below.
+                    break;
+                }
+            }
+            let Some(item) = item else {
+                break;
+            };
             let chunk =
                 item.map_err(|e| Error::bad(format!("Error reading the image data: {e}")))?;
             if chunk.is_empty() {
@@ -207,10 +231,8 @@ where
             if let Some(i) = &mut p.inspector {
                 i.feed(&chunk).map_err(inspect_error)?;
             }
-            if md5_tx.send(chunk.clone()).await.is_err() || data_tx.send(chunk).await.is_err() {
-                // A worker stopped: the store failed; its error is reported below.
-                break;
-            }
+            batched += chunk.len();
+            batch.push(chunk);
             if beat.elapsed() > std::time::Duration::from_secs(5) {
                 beat = tokio::time::Instant::now();
                 if let Some(h) = &mut p.heartbeat {

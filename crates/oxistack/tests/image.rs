@@ -1567,3 +1567,198 @@ async fn web_download_import_when_enabled() {
     assert_eq!(download(&c, &admin, &id, None).await.2, payload);
     c.stop().await;
 }
+
+both_engines!(metadata_definitions, async |c: &Cloud| {
+    let admin = c.admin_token().await;
+    let (_demo, alice) = member_of_new_project(c, &admin, "demo", "alice").await;
+    let r = c
+        .post(
+            "/image/v2/metadefs/namespaces",
+            &admin,
+            json!({"namespace": "OS::Compute::Test", "display_name": "Test", "visibility": "public",
+                   "protected": true,
+                   "properties": {"hw_x": {"title": "X", "type": "string", "enum": ["a", "b"]}},
+                   "resource_type_associations": [{"name": "OS::Glance::Image", "prefix": "hw_"}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["self"], "/v2/metadefs/namespaces/OS::Compute::Test");
+    assert_eq!(r.body["properties"]["hw_x"]["type"], "string");
+    assert_eq!(r.body["resource_type_associations"][0]["prefix"], "hw_");
+    let r = c
+        .post(
+            "/image/v2/metadefs/namespaces",
+            &admin,
+            json!({"namespace": "OS::Compute::Test"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = c
+        .post(
+            "/image/v2/metadefs/namespaces",
+            &admin,
+            json!({"display_name": "no name"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = c
+        .post(
+            "/image/v2/metadefs/namespaces",
+            &admin,
+            json!({"namespace": "secret"}),
+        )
+        .await;
+    assert_eq!(r.body["visibility"], "private");
+    // Readers see public namespaces; only admins change them.
+    let r = c.get("/image/v2/metadefs/namespaces", &alice).await;
+    let names: Vec<&str> = r.body["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["OS::Compute::Test"]);
+    assert_eq!(
+        c.get("/image/v2/metadefs/namespaces/secret", &alice)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let r = c
+        .post(
+            "/image/v2/metadefs/namespaces",
+            &alice,
+            json!({"namespace": "mine"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let ns = "/image/v2/metadefs/namespaces/OS::Compute::Test";
+    // Objects.
+    let r = c
+        .post(
+            &format!("{ns}/objects"),
+            &admin,
+            json!({"name": "CPU", "required": ["a"], "properties": {"a": {"type": "integer"}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(
+        c.post(&format!("{ns}/objects"), &admin, json!({"name": "CPU"}))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        c.post(&format!("{ns}/objects"), &alice, json!({"name": "X"}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let r = c
+        .call(
+            Method::PUT,
+            &format!("{ns}/objects/CPU"),
+            Some(&admin),
+            Some(json!({"name": "CPU2", "description": "d"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        c.get(&format!("{ns}/objects/CPU"), &alice).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = c.get(&format!("{ns}/objects/CPU2"), &alice).await;
+    assert_eq!(r.body["description"], "d");
+    assert_eq!(
+        c.get(&format!("{ns}/objects"), &alice).await.body["objects"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Properties and tags.
+    let r = c
+        .post(
+            &format!("{ns}/properties"),
+            &admin,
+            json!({"name": "hw_y", "title": "Y", "type": "integer"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(
+        c.post(&format!("{ns}/properties"), &admin, json!({"name": "hw_z"}))
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let r = c.get(&format!("{ns}/properties"), &alice).await;
+    assert_eq!(r.body["properties"].as_object().unwrap().len(), 2);
+    let r = c
+        .post(
+            &format!("{ns}/tags"),
+            &admin,
+            json!({"tags": [{"name": "t1"}, {"name": "t2"}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(
+        c.get(&format!("{ns}/tags"), &alice).await.body["tags"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        c.delete(&format!("{ns}/tags/t1"), &admin).await.status,
+        StatusCode::NO_CONTENT
+    );
+    // Resource types.
+    let r = c
+        .post(
+            &format!("{ns}/resource_types"),
+            &admin,
+            json!({"name": "OS::Nova::Flavor", "prefix": "hw:"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = c.get("/image/v2/metadefs/resource_types", &alice).await;
+    assert_eq!(r.body["resource_types"].as_array().unwrap().len(), 2);
+    let r = c
+        .get(
+            "/image/v2/metadefs/namespaces?resource_types=OS::Nova::Flavor",
+            &admin,
+        )
+        .await;
+    assert_eq!(r.body["namespaces"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        c.delete(&format!("{ns}/resource_types/OS::Nova::Flavor"), &admin)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.delete(&format!("{ns}/resource_types/OS::Nova::Flavor"), &admin)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // Protected namespaces stay until unprotected.
+    assert_eq!(c.delete(ns, &admin).await.status, StatusCode::FORBIDDEN);
+    let r = c
+        .call(
+            Method::PUT,
+            ns,
+            Some(&admin),
+            Some(json!({"namespace": "OS::Compute::Test", "protected": false})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(c.delete(ns, &admin).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(c.get(ns, &admin).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.get("/image/v2/schemas/metadefs/namespace", &admin)
+            .await
+            .body["name"],
+        "namespace"
+    );
+});

@@ -356,7 +356,7 @@ pub async fn download(
             "image {id}: stored data is {stored} bytes, the image says {size}"
         )));
     }
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader.take(len), 256 * 1024);
+    let stream = tokio_util::io::ReaderStream::with_capacity(reader.take(len), 1 << 20);
     let mut res = Response::new(Body::from_stream(stream));
     let h = res.headers_mut();
     h.insert(

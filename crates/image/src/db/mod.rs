@@ -5,6 +5,7 @@
 pub mod images;
 pub mod list;
 pub mod members;
+pub mod metadefs;
 pub mod tasks;
 pub mod usage;
 
