@@ -6,11 +6,9 @@
 //! directory). A writer dropped without commit removes its file, so an
 //! upload that fails or is abandoned leaves nothing behind.
 
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use tokio::io::{AsyncRead, AsyncSeekExt};
 
 /// Store operations.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +40,12 @@ impl From<StoreError> for crate::Error {
     }
 }
 
-/// Stored bytes being read.
-pub type DataReader = Box<dyn AsyncRead + Send + Unpin>;
+/// Stored bytes being read, in chunks.
+pub type DataStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;
+
+/// Bytes per read of stored data.
+const READ_CHUNK: u64 = 1 << 20;
 
 /// A store of image data. Locations are opaque strings the store hands out.
 #[async_trait::async_trait]
@@ -53,8 +55,14 @@ pub trait ImageStore: Send + Sync + 'static {
     fn description(&self) -> &str;
     /// Starts writing data for `image_id`.
     async fn create(&self, image_id: &str) -> Result<Box<dyn DataWriter>, StoreError>;
-    /// Opens stored data at `offset`; returns the reader and the total size.
-    async fn open(&self, location: &str, offset: u64) -> Result<(DataReader, u64), StoreError>;
+    /// Reads `len` bytes (all that follow when None) of stored data from
+    /// `offset`; returns the chunks and the total size of the data.
+    async fn open(
+        &self,
+        location: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<(DataStream, u64), StoreError>;
     /// Removes stored data (no error when it is already gone).
     async fn delete(&self, location: &str) -> Result<(), StoreError>;
     /// Removes the data of `image_id` written by [`DataWriter::commit`].
@@ -178,18 +186,55 @@ impl ImageStore for FileStore {
         }))
     }
 
-    async fn open(&self, location: &str, offset: u64) -> Result<(DataReader, u64), StoreError> {
+    async fn open(
+        &self,
+        location: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<(DataStream, u64), StoreError> {
         let path = self.path_of(location)?;
-        let mut f = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
+        let opened =
+            tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, u64)> {
+                let mut f = std::fs::File::open(&path)?;
+                let size = f.metadata()?.len();
+                if offset > 0 {
+                    f.seek(std::io::SeekFrom::Start(offset))?;
+                }
+                Ok((f, size))
+            })
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        let (mut file, size) = match opened {
+            Ok(x) => x,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound),
             Err(e) => return Err(io_error(e)),
         };
-        let size = f.metadata().await?.len();
-        if offset > 0 {
-            f.seek(std::io::SeekFrom::Start(offset)).await?;
-        }
-        Ok((Box::new(f), size))
+        let mut remaining = len.unwrap_or(size.saturating_sub(offset));
+        // One blocking thread reads ahead a few chunks; it stops when the
+        // reader goes away (the channel closes).
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+        tokio::task::spawn_blocking(move || {
+            while remaining > 0 {
+                let mut buf = vec![0u8; remaining.min(READ_CHUNK) as usize];
+                let item = match file.read_exact(&mut buf) {
+                    Ok(()) => {
+                        remaining -= buf.len() as u64;
+                        Ok(bytes::Bytes::from(buf))
+                    }
+                    Err(e) => {
+                        remaining = 0;
+                        Err(e)
+                    }
+                };
+                if tx.blocking_send(item).is_err() {
+                    return;
+                }
+            }
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        Ok((Box::pin(stream), size))
     }
 
     async fn delete(&self, location: &str) -> Result<(), StoreError> {
@@ -286,7 +331,7 @@ impl Drop for FileWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use futures_util::StreamExt;
 
     #[tokio::test]
     async fn commit_publishes_and_drop_discards() {
@@ -298,11 +343,13 @@ mod tests {
         w.write(b"world").unwrap();
         let loc = w.commit().unwrap();
         assert_eq!(loc, s.location_of(id));
-        let (mut r, size) = s.open(&loc, 6).await.unwrap();
+        let (r, size) = s.open(&loc, 6, None).await.unwrap();
         assert_eq!(size, 11);
-        let mut out = String::new();
-        r.read_to_string(&mut out).await.unwrap();
-        assert_eq!(out, "world");
+        let chunks: Vec<bytes::Bytes> = r.map(|c| c.unwrap()).collect().await;
+        assert_eq!(chunks.concat(), b"world");
+        let (r, _) = s.open(&loc, 1, Some(3)).await.unwrap();
+        let chunks: Vec<bytes::Bytes> = r.map(|c| c.unwrap()).collect().await;
+        assert_eq!(chunks.concat(), b"ell");
         // A writer dropped without commit leaves nothing.
         let mut w = s.create(id).await.unwrap();
         w.write(b"partial").unwrap();
@@ -317,9 +364,12 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join(id)).unwrap(), b"hello world");
         s.delete(&loc).await.unwrap();
         s.delete(&loc).await.unwrap();
-        assert!(matches!(s.open(&loc, 0).await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            s.open(&loc, 0, None).await,
+            Err(StoreError::NotFound)
+        ));
         // Locations outside the store and odd ids are refused.
-        assert!(s.open("file:///etc/passwd", 0).await.is_err());
+        assert!(s.open("file:///etc/passwd", 0, None).await.is_err());
         assert!(s.create("../x").await.is_err());
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! The request task reads the stream, counts bytes against the limit (size
 //! cap and quota, enforced as the bytes arrive), runs the [`Inspector`] and
-//! hands every chunk to two blocking threads: one computes the MD5
-//! `checksum`, the other the `os_hash_value` and writes to the store. The
+//! hands the chunks, in batches, to three blocking threads: one computes the
+//! MD5 `checksum`, one the `os_hash_value`, one writes to the store. The
 //! channels between them are bounded, so memory stays flat whatever the
 //! image size. When anything fails the store writer is dropped, which
 //! removes the partial file.
@@ -161,7 +161,10 @@ where
             }
         }
     }
+    // Three workers, so that the two hashes and the write spread over the
+    // cores: each gets every batch (shared, not copied).
     let (md5_tx, mut md5_rx) = mpsc::channel::<Batch>(QUEUE);
+    let (hash_tx, mut hash_rx) = mpsc::channel::<Batch>(QUEUE);
     let (data_tx, mut data_rx) = mpsc::channel::<Batch>(QUEUE);
     let md5_worker = tokio::task::spawn_blocking(move || {
         let mut h = md5::Md5::new();
@@ -173,16 +176,23 @@ where
         hex::encode(h.finalize())
     });
     let algo = p.hash;
+    let hash_worker = tokio::task::spawn_blocking(move || {
+        let mut h = Hasher::new(algo);
+        while let Some(batch) = hash_rx.blocking_recv() {
+            for b in batch.iter() {
+                h.update(b);
+            }
+        }
+        h.hex()
+    });
     let data_worker = tokio::task::spawn_blocking(move || {
         let mut writer = writer;
-        let mut h = Hasher::new(algo);
         let mut failed: Option<StoreError> = None;
         while let Some(batch) = data_rx.blocking_recv() {
             if failed.is_some() {
                 continue;
             }
             for b in batch.iter() {
-                h.update(b);
                 if let Err(e) = writer.write(b) {
                     failed = Some(e);
                     // Stop the sender: a closed channel makes its next send fail.
@@ -191,7 +201,7 @@ where
                 }
             }
         }
-        (writer, h.hex(), failed)
+        (writer, failed)
     });
 
     let mut total: u64 = 0;
@@ -204,7 +214,10 @@ where
             if (item.is_none() || batched >= BATCH) && !batch.is_empty() {
                 let b: Batch = std::sync::Arc::new(std::mem::take(&mut batch));
                 batched = 0;
-                if md5_tx.send(b.clone()).await.is_err() || data_tx.send(b).await.is_err() {
+                if md5_tx.send(b.clone()).await.is_err()
+                    || hash_tx.send(b.clone()).await.is_err()
+                    || data_tx.send(b).await.is_err()
+                {
                     // A worker stopped: the store failed; its error is reported below.
                     break;
                 }
@@ -244,11 +257,15 @@ where
     }
     .await;
     drop(md5_tx);
+    drop(hash_tx);
     drop(data_tx);
     let checksum = md5_worker
         .await
         .map_err(|e| Error::internal(format!("checksum worker: {e}")))?;
-    let (writer, hash_value, failed) = data_worker
+    let hash_value = hash_worker
+        .await
+        .map_err(|e| Error::internal(format!("hash worker: {e}")))?;
+    let (writer, failed) = data_worker
         .await
         .map_err(|e| Error::internal(format!("store worker: {e}")))?;
     if let Some(e) = failed {

@@ -7,7 +7,6 @@ use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use tokio::io::AsyncReadExt;
 
 use super::{Auth, State};
 use crate::db::images::{self as db, DataDone};
@@ -350,13 +349,12 @@ pub async fn download(
     let size = r.size.unwrap_or(0).max(0) as u64;
     let range = requested_range(&headers, size)?;
     let (offset, len) = range.unwrap_or((0, size));
-    let (reader, stored) = state.store.open(&location, offset).await?;
+    let (stream, stored) = state.store.open(&location, offset, Some(len)).await?;
     if stored != size {
         return Err(Error::internal(format!(
             "image {id}: stored data is {stored} bytes, the image says {size}"
         )));
     }
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader.take(len), 1 << 20);
     let mut res = Response::new(Body::from_stream(stream));
     let h = res.headers_mut();
     h.insert(
@@ -635,8 +633,10 @@ async fn run_import(
             heartbeat: Some(svc.heartbeat(&id, &writer_id)),
         };
         let got = if method == "glance-direct" {
-            let (reader, _) = svc.staging.open(&svc.staging.location_of(&id), 0).await?;
-            let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024);
+            let (stream, _) = svc
+                .staging
+                .open(&svc.staging.location_of(&id), 0, None)
+                .await?;
             upload::pump(stream, pump, writer).await?
         } else {
             let uri = uri.clone().unwrap_or_default();
