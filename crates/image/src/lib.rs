@@ -173,7 +173,7 @@ impl ImageService {
         });
     }
 
-    /// One pass of the sweeper (also run at start-up by `oxistack`).
+    /// One pass of the sweeper.
     pub async fn sweep(&self) -> Result<()> {
         let stale = Duration::from_secs(self.cfg.stale_upload_seconds.max(1));
         let before = ::store::now_micros() - stale.as_micros() as i64;

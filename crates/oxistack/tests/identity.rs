@@ -1389,9 +1389,11 @@ both_engines!(
                 &admin,
             )
             .await;
+        // The directly associated endpoint plus the group's (the internal
+        // endpoint of every service in the catalog).
         assert_eq!(
             mine.body["endpoints"].as_array().unwrap().len(),
-            2,
+            1 + in_group.body["endpoints"].as_array().unwrap().len(),
             "{:?}",
             mine.body
         );
