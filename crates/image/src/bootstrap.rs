@@ -192,3 +192,100 @@ impl ImageService {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    struct NoTokens;
+
+    #[async_trait::async_trait]
+    impl api_common::TokenValidator for NoTokens {
+        async fn validate(
+            &self,
+            _: &str,
+        ) -> std::result::Result<Arc<api_common::AuthContext>, api_common::TokenError> {
+            Err(api_common::TokenError::Invalid)
+        }
+    }
+
+    #[tokio::test]
+    async fn registration_is_idempotent_and_replaces_old_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store::Db::connect(&format!("sqlite:{}", dir.path().join("t.db").display()), 2)
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let cfg = crate::ImageConfig {
+            store_dir: Some(dir.path().join("images")),
+            ..Default::default()
+        };
+        let svc = ImageService::new(db.clone(), cfg, Arc::new(NoTokens), None)
+            .await
+            .unwrap();
+        let file = dir.path().join("guest.raw");
+        std::fs::write(&file, vec![1u8; 100_000]).unwrap();
+        let spec = FileImage {
+            name: "guest".into(),
+            path: file.clone(),
+            owner: "p1".into(),
+            visibility: "public".into(),
+            container_format: "bare".into(),
+            disk_format: None,
+            min_ram: 128,
+            min_disk: 1,
+            properties: [("os_distro".to_string(), "debian".to_string())].into(),
+        };
+        let first = svc.ensure_file_image(&spec).await.unwrap();
+        assert!(first.created);
+        let img = db::image_get(&db, &first.id).await.unwrap().unwrap();
+        assert_eq!(img.row.status, "active");
+        assert_eq!(img.row.disk_format.as_deref(), Some("raw"));
+        assert_eq!(img.row.size, Some(100_000));
+        assert_eq!(
+            img.properties.get("os_distro"),
+            Some(&Some("debian".into()))
+        );
+        // Same file: nothing happens.
+        let again = svc.ensure_file_image(&spec).await.unwrap();
+        assert_eq!(
+            (again.id.as_str(), again.created),
+            (first.id.as_str(), false)
+        );
+        // A user's image of the same name is left alone; a new file replaces
+        // the registered one.
+        let mine = Image {
+            row: ImageRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: Some("guest".into()),
+                status: "queued".into(),
+                visibility: "private".into(),
+                owner: Some("p1".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut tx = db.write().await.unwrap();
+        db::image_create(&mut tx, &mine).await.unwrap();
+        tx.commit().await.unwrap();
+        std::fs::write(&file, vec![2u8; 50_000]).unwrap();
+        let third = svc.ensure_file_image(&spec).await.unwrap();
+        assert!(third.created);
+        assert_eq!(third.replaced, vec![first.id.clone()]);
+        assert!(db::image_get(&db, &first.id).await.unwrap().is_none());
+        assert!(db::image_get(&db, &mine.row.id).await.unwrap().is_some());
+        assert!(!dir.path().join("images").join(&first.id).exists());
+        // A file that is not a safe image is refused and leaves nothing.
+        let mut bad = vec![0u8; 70_000];
+        bad[0..4].copy_from_slice(b"QFI\xfb");
+        bad[4..8].copy_from_slice(&2u32.to_be_bytes());
+        bad[8..16].copy_from_slice(&512u64.to_be_bytes());
+        bad[20..24].copy_from_slice(&16u32.to_be_bytes());
+        std::fs::write(&file, bad).unwrap();
+        assert!(svc.ensure_file_image(&spec).await.is_err());
+        let left = db::image_by_name_owner(&db, "guest", "p1").await.unwrap();
+        assert_eq!(left.len(), 2);
+        svc.stop();
+    }
+}
