@@ -30,6 +30,8 @@ log() { echo "bench: $*" >&2; }
 now() { date +%s.%N; }
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# CPU seconds (user + system) the process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 for t in curl cmp python3; do
     command -v "$t" >/dev/null || { echo "bench: needs $t" >&2; exit 1; }
@@ -90,16 +92,17 @@ sleep 1
 IDLE=$(rss_kib "$PID")
 
 # --- upload ----------------------------------------------------------------------
-UP=(); PEAK=(); ID=""
+UP=(); PEAK=(); UPCPU=(); ID=""
 for _ in $(seq "$RUNS"); do
     ID=$(new_image)
     : > "$BENCH_DIR/rss.txt"
     ( while kill -0 "$PID" 2>/dev/null; do rss_kib "$PID" >> "$BENCH_DIR/rss.txt"; sleep 0.01; done ) &
     SAMPLER=$!
-    t0=$(now)
+    c0=$(cpu_s "$PID"); t0=$(now)
     code=$(curl -sS -o /dev/null -w '%{http_code}' -T "$SRC" -H "X-Auth-Token: $TOKEN" \
         -H 'Content-Type: application/octet-stream' "$URL/image/v2/images/$ID/file")
-    t1=$(now)
+    t1=$(now); c1=$(cpu_s "$PID")
+    UPCPU+=("$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')")
     kill "$SAMPLER"; wait "$SAMPLER" 2>/dev/null || true; SAMPLER=""
     [ "$code" = 204 ] || { echo "bench: upload answered $code" >&2; exit 1; }
     UP+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
@@ -107,13 +110,14 @@ for _ in $(seq "$RUNS"); do
 done
 
 # --- download --------------------------------------------------------------------
-DOWN=()
+DOWN=(); DOWNCPU=()
 for _ in $(seq "$RUNS"); do
     rm -f "$BENCH_DIR/dl.raw"; sync
-    t0=$(now)
+    c0=$(cpu_s "$PID"); t0=$(now)
     curl -fsS -o "$BENCH_DIR/dl.raw" -H "X-Auth-Token: $TOKEN" "$URL/image/v2/images/$ID/file"
     sync "$BENCH_DIR/dl.raw"
-    t1=$(now)
+    t1=$(now); c1=$(cpu_s "$PID")
+    DOWNCPU+=("$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')")
     DOWN+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
 done
 cmp -s "$SRC" "$BENCH_DIR/dl.raw" || { echo "bench: downloaded data differs" >&2; exit 1; }
@@ -122,11 +126,13 @@ copy=$(printf '%s\n' "${COPY[@]}" | median)
 up=$(printf '%s\n' "${UP[@]}" | median)
 down=$(printf '%s\n' "${DOWN[@]}" | median)
 peak=$(printf '%s\n' "${PEAK[@]}" | sort -n | tail -1)
+upcpu=$(printf '%s\n' "${UPCPU[@]}" | median)
+downcpu=$(printf '%s\n' "${DOWNCPU[@]}" | median)
 load=$(cut -d' ' -f1-3 /proc/loadavg)
-python3 - "$SIZE_MIB" "$copy" "$up" "$down" "$IDLE" "$peak" "$load" "$BENCH_DIR/results.json" <<'PY'
+python3 - "$SIZE_MIB" "$copy" "$up" "$down" "$IDLE" "$peak" "$upcpu" "$downcpu" "$load" "$BENCH_DIR/results.json" <<'PY'
 import json, sys
-size, copy, up, down, idle, peak = float(sys.argv[1]), *map(float, sys.argv[2:7])
-load, out = sys.argv[7], sys.argv[8]
+size, copy, up, down, idle, peak, upcpu, downcpu = float(sys.argv[1]), *map(float, sys.argv[2:9])
+load, out = sys.argv[9], sys.argv[10]
 mibs = lambda t: size / t
 r = {
     "size_mib": size, "load_average": load,
@@ -135,12 +141,13 @@ r = {
     "upload_vs_copy": copy / up, "download_vs_copy": copy / down,
     "rss_idle_mib": idle / 1024, "rss_peak_upload_mib": peak / 1024,
     "rss_growth_mib": (peak - idle) / 1024,
+    "server_cpu_upload_s": upcpu, "server_cpu_download_s": downcpu,
 }
 json.dump(r, open(out, "w"), indent=2)
-print(f"{'':28}{'seconds':>9}{'MiB/s':>9}{'vs copy':>9}")
+print(f"{'':28}{'seconds':>9}{'MiB/s':>9}{'vs copy':>9}{'server CPU s':>14}")
 print(f"{'plain copy (cp + fsync)':28}{copy:9.2f}{mibs(copy):9.0f}{'100 %':>9}")
-print(f"{'upload (PUT .../file)':28}{up:9.2f}{mibs(up):9.0f}{r['upload_vs_copy']*100:8.0f} %")
-print(f"{'download (GET + fsync)':28}{down:9.2f}{mibs(down):9.0f}{r['download_vs_copy']*100:8.0f} %")
+print(f"{'upload (PUT .../file)':28}{up:9.2f}{mibs(up):9.0f}{r['upload_vs_copy']*100:8.0f} %{upcpu:14.2f}")
+print(f"{'download (GET + fsync)':28}{down:9.2f}{mibs(down):9.0f}{r['download_vs_copy']*100:8.0f} %{downcpu:14.2f}")
 print(f"server RSS: idle {r['rss_idle_mib']:.1f} MiB, peak during upload {r['rss_peak_upload_mib']:.1f} MiB "
       f"(+{r['rss_growth_mib']:.1f} MiB); load average {load}")
 PY

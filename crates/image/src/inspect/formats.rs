@@ -261,7 +261,7 @@ impl State {
 /// stream (`pos` is how far it has gone).
 fn prefill(c: &mut Capture, head: &[u8], pos: u64) -> Result<(), InspectError> {
     c.feed(0, head);
-    if !c.done() && c.offset + (c.buf.len() as u64) < pos {
+    if !c.done() && c.offset.saturating_add(c.buf.len() as u64) < pos {
         return Err(InspectError::Invalid(format!(
             "a structure at offset {} comes after data that points to it",
             c.offset
@@ -516,7 +516,7 @@ impl Vhdx {
                         }
                         if id == Some(&VHDX_META_VIRTUAL_DISK_SIZE[..]) {
                             let off = le32(t, e + 16).unwrap_or(0) as u64;
-                            item = Some(m.offset + off);
+                            item = Some(m.offset.saturating_add(off));
                         }
                     }
                     let Some(at) = item else {

@@ -78,13 +78,13 @@ impl Capture {
     }
 
     fn end(&self) -> u64 {
-        self.offset + self.want
+        self.offset.saturating_add(self.want)
     }
 
     /// Copies the part of `chunk` (which starts at `pos`) that falls in this
     /// region and has not been copied yet.
     fn feed(&mut self, pos: u64, chunk: &[u8]) {
-        let have = self.offset + self.buf.len() as u64;
+        let have = self.offset.saturating_add(self.buf.len() as u64);
         if self.done() || pos + chunk.len() as u64 <= have || pos > have {
             return;
         }

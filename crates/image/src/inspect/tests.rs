@@ -323,3 +323,50 @@ fn images_made_by_qemu_img() {
     let e = check("qcow2", &std::fs::read(&ext).unwrap()).unwrap_err();
     assert!(e.to_string().contains("external data file"), "{e}");
 }
+
+/// Garbage after every magic the inspector knows, in odd chunkings, with
+/// offsets pointing anywhere: never a panic, always an answer.
+#[test]
+fn garbage_never_panics() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let magics: [&[u8]; 5] = [b"QFI\xfb", b"KDMV", b"vhdxfile", b"conectix", b""];
+    for round in 0..200 {
+        let len = (next() % 400_000) as usize;
+        let mut data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let magic = magics[round % magics.len()];
+        if data.len() >= magic.len() {
+            data[..magic.len()].copy_from_slice(magic);
+        }
+        if round % 7 == 0 && data.len() > 0x8006 {
+            data[0x8000] = 1;
+            data[0x8001..0x8006].copy_from_slice(b"CD001");
+        }
+        if round % 5 == 0 && data.len() > 0x50 {
+            data[0x40..0x44].copy_from_slice(&0xbeda_107fu32.to_le_bytes());
+        }
+        for declared in [
+            "raw", "qcow2", "vmdk", "vhdx", "vhd", "iso", "vdi", "ami", "",
+        ] {
+            let mut i = Inspector::new(rules(declared));
+            let mut rest = &data[..];
+            let mut ok = true;
+            while !rest.is_empty() {
+                let n = ((next() % 200_000) as usize + 1).min(rest.len());
+                if i.feed(&rest[..n]).is_err() {
+                    ok = false;
+                    break;
+                }
+                rest = &rest[n..];
+            }
+            if ok {
+                let _ = i.finish();
+            }
+        }
+    }
+}
