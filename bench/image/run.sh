@@ -121,18 +121,28 @@ for _ in $(seq "$RUNS"); do
     DOWN+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
 done
 cmp -s "$SRC" "$BENCH_DIR/dl.raw" || { echo "bench: downloaded data differs" >&2; exit 1; }
+# The same download with the client discarding the data: what the server
+# streams, without the client's own write.
+NULL=()
+for _ in $(seq "$RUNS"); do
+    t0=$(now)
+    curl -fsS -o /dev/null -H "X-Auth-Token: $TOKEN" "$URL/image/v2/images/$ID/file"
+    t1=$(now)
+    NULL+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
+done
 
 copy=$(printf '%s\n' "${COPY[@]}" | median)
 up=$(printf '%s\n' "${UP[@]}" | median)
 down=$(printf '%s\n' "${DOWN[@]}" | median)
+null=$(printf '%s\n' "${NULL[@]}" | median)
 peak=$(printf '%s\n' "${PEAK[@]}" | sort -n | tail -1)
 upcpu=$(printf '%s\n' "${UPCPU[@]}" | median)
 downcpu=$(printf '%s\n' "${DOWNCPU[@]}" | median)
 load=$(cut -d' ' -f1-3 /proc/loadavg)
-python3 - "$SIZE_MIB" "$copy" "$up" "$down" "$IDLE" "$peak" "$upcpu" "$downcpu" "$load" "$BENCH_DIR/results.json" <<'PY'
+python3 - "$SIZE_MIB" "$copy" "$up" "$down" "$IDLE" "$peak" "$upcpu" "$downcpu" "$null" "$load" "$BENCH_DIR/results.json" <<'PY'
 import json, sys
-size, copy, up, down, idle, peak, upcpu, downcpu = float(sys.argv[1]), *map(float, sys.argv[2:9])
-load, out = sys.argv[9], sys.argv[10]
+size, copy, up, down, idle, peak, upcpu, downcpu, null = float(sys.argv[1]), *map(float, sys.argv[2:10])
+load, out = sys.argv[10], sys.argv[11]
 mibs = lambda t: size / t
 r = {
     "size_mib": size, "load_average": load,
@@ -142,12 +152,14 @@ r = {
     "rss_idle_mib": idle / 1024, "rss_peak_upload_mib": peak / 1024,
     "rss_growth_mib": (peak - idle) / 1024,
     "server_cpu_upload_s": upcpu, "server_cpu_download_s": downcpu,
+    "download_discarded_s": null, "download_discarded_vs_copy": copy / null,
 }
 json.dump(r, open(out, "w"), indent=2)
 print(f"{'':28}{'seconds':>9}{'MiB/s':>9}{'vs copy':>9}{'server CPU s':>14}")
 print(f"{'plain copy (cp + fsync)':28}{copy:9.2f}{mibs(copy):9.0f}{'100 %':>9}")
 print(f"{'upload (PUT .../file)':28}{up:9.2f}{mibs(up):9.0f}{r['upload_vs_copy']*100:8.0f} %{upcpu:14.2f}")
 print(f"{'download (GET + fsync)':28}{down:9.2f}{mibs(down):9.0f}{r['download_vs_copy']*100:8.0f} %{downcpu:14.2f}")
+print(f"{'download, client discards':28}{null:9.2f}{mibs(null):9.0f}{r['download_discarded_vs_copy']*100:8.0f} %")
 print(f"server RSS: idle {r['rss_idle_mib']:.1f} MiB, peak during upload {r['rss_peak_upload_mib']:.1f} MiB "
       f"(+{r['rss_growth_mib']:.1f} MiB); load average {load}")
 PY
