@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,24 @@ def test_save_and_compare_checksums(osc, files, tmp_path):
     info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(out2)],
                                      check=True, capture_output=True, text=True).stdout)
     assert info["format"] == "qcow2"
+
+
+def test_interoperable_import(osc, files):
+    info = osc.json("image", "import", "info")
+    assert "glance-direct" in info["import-methods"]
+    img = osc.json("image", "create", "--import", "--file", str(files["filled"]),
+                   "--disk-format", "qcow2", "--container-format", "bare", "cli-imported")
+    deadline = time.monotonic() + 60
+    while True:
+        shown = osc.json("image", "show", img["id"])
+        if shown["status"] == "active" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert shown["status"] == "active", shown
+    assert shown["checksum"] == _md5(files["filled"])
+    tasks = osc.json("image", "task", "list")
+    assert any(t["Type"] == "api_image_import" and t["Status"] == "success" for t in tasks)
+    osc.ok("image", "delete", img["id"])
 
 
 def test_share_with_another_project(osc, demo2):
