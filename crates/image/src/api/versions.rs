@@ -26,8 +26,8 @@ pub fn base_url(headers: &HeaderMap) -> String {
 /// to 2.0. Not offered: 2.14 and 2.16 (the image cache API) and 2.17 (the
 /// service-to-service location API).
 const VERSIONS: &[&str] = &[
-    "2.15", "2.13", "2.12", "2.11", "2.10", "2.9", "2.8", "2.7", "2.6", "2.5", "2.4", "2.3",
-    "2.2", "2.1", "2.0",
+    "2.15", "2.13", "2.12", "2.11", "2.10", "2.9", "2.8", "2.7", "2.6", "2.5", "2.4", "2.3", "2.2",
+    "2.1", "2.0",
 ];
 
 fn document(headers: &HeaderMap) -> Value {
