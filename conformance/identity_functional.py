@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Run python-openstackclient's own identity v3 functional tests.
+"""Run python-openstackclient's own identity v3 (or, with --suite image,
+image) functional tests.
 
 The tests ship inside the installed python-openstackclient package
-(openstackclient.tests.functional.identity.v3). They drive the `openstack`
+(openstackclient.tests.functional.identity.v3, ...functional.image). They
+drive the `openstack`
 CLI with `--os-cloud devstack-admin` (project-scoped admin) and, for limits
 and registered limits, `--os-cloud devstack-system-admin` (system-scoped
 admin); before every CLI call they drop all OS_* variables, so the clouds
@@ -13,7 +15,8 @@ in the current directory first).
 By default it starts `oxistack up` itself (like tests/client/conftest.py);
 with --clouds-yaml it uses an existing cloud instead.
 
-Usually invoked through conformance/identity-functional.sh, which creates
+Usually invoked through conformance/identity-functional.sh (or
+image-functional.sh), which creates
 the venv first. Prints a last line of the form
     N passed, N failed, N skipped
 where skipped counts both tests excluded by the skips file and tests that
@@ -41,10 +44,16 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "client"))
 import oxistack_harness as h  # noqa: E402
 import pytest  # noqa: E402  (from the venv made by venv.sh)
 
-PACKAGE = "openstackclient.tests.functional.identity.v3"
+# The suites this runner knows: python-openstackclient's functional test
+# package and the checked-in exclusion list of each.
+SUITES = {
+    "identity": ("openstackclient.tests.functional.identity.v3", "identity-functional-skips.txt"),
+    "image": ("openstackclient.tests.functional.image", "image-functional-skips.txt"),
+}
+PACKAGE = SUITES["identity"][0]
 ADMIN_CLOUD = "devstack-admin"
 SYSTEM_CLOUD = "devstack-system-admin"
-DEFAULT_SKIPS = HERE / "identity-functional-skips.txt"
+DEFAULT_SKIPS = HERE / SUITES["identity"][1]
 
 PROJECT_SCOPE_KEYS = (
     "project_name",
@@ -101,9 +110,10 @@ def dotted_id(nodeid: str) -> str:
     if m:
         return m.group(1).replace("/", ".") + "." + m.group(2).replace("::", ".")
     # --pyargs with the package dir as rootdir: "test_user.py::UserTests::t"
+    # (or "v2/test_image.py::ImageTests::t" for a package with subpackages)
     path, sep, rest = nodeid.partition("::")
-    if sep and path.endswith(".py") and "/" not in path:
-        return f"{PACKAGE}.{path[:-3]}.{rest.replace('::', '.')}"
+    if sep and path.endswith(".py") and not path.startswith("/"):
+        return f"{PACKAGE}.{path[:-3].replace('/', '.')}.{rest.replace('::', '.')}"
     return nodeid
 
 
@@ -176,7 +186,7 @@ def make_clouds(base: dict) -> dict:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
-        description="Run python-openstackclient's identity v3 functional tests "
+        description="Run python-openstackclient's identity v3 or image functional tests "
         "against oxistack (started here) or an existing cloud.",
         epilog="Arguments after `--` go to pytest (e.g. -k user, -x, "
         "--junitxml=out.xml).",
@@ -188,8 +198,10 @@ def parse_args(argv):
     p.add_argument("--system-cloud", help="system-scoped admin cloud in "
                    "--clouds-yaml (default: derived from --cloud with "
                    "system_scope=all)")
-    p.add_argument("--skips", type=Path, default=DEFAULT_SKIPS,
-                   help="exclusion list (default: %(default)s)")
+    p.add_argument("--suite", choices=sorted(SUITES), default="identity",
+                   help="which functional tests (default: %(default)s)")
+    p.add_argument("--skips", type=Path, default=None,
+                   help="exclusion list (default: conformance/<suite>-functional-skips.txt)")
     p.add_argument("--run-excluded", action="store_true",
                    help="run the excluded tests too (to find stale entries)")
     p.add_argument("--timeout", type=int, default=300,
@@ -197,6 +209,10 @@ def parse_args(argv):
     p.add_argument("--keep", action="store_true",
                    help="keep the scratch directory (data dir, log, clouds.yaml)")
     args, rest = p.parse_known_args(argv)
+    global PACKAGE
+    PACKAGE = SUITES[args.suite][0]
+    if args.skips is None:
+        args.skips = HERE / SUITES[args.suite][1]
     if rest and rest[0] == "--":
         rest = rest[1:]
     args.pytest_args = rest

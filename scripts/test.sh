@@ -4,28 +4,20 @@
 #   1. cargo fmt --check and clippy -D warnings
 #   2. unit and integration tests, on SQLite and on PostgreSQL
 #   3. real-client tests with the pinned python-openstackclient, on both engines
-#   4. python-openstackclient's own identity functional tests
-#   5. upstream placement's gabbi suite (1316 tests), on both engines
-#   6. the host agent's QEMU end-to-end test (a real VM of guest/ under TCG)
+#   4. python-openstackclient's own identity and image functional tests
+#   5. the guest image: built from Debian packages, booted under QEMU (TCG),
+#      and registered by `oxistack up` in the client tests
+#   6. upstream placement's gabbi suite (1316 tests), on both engines
+#   7. the host agent's QEMU end-to-end test (a real VM of guest/ under TCG)
 # Exits non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_root
-apt_install build-essential pkg-config ca-certificates curl git postgresql python3-venv
-# The host agent's hypervisor. qemu-system-x86 and qemu-utils must come from
-# one Debian suite (qemu-utils >= 8 breaks qemu-system-common < 8): a fresh
-# Debian 12 gets bookworm's 7.2 of both; a machine that has both (e.g. from
-# bookworm-backports) keeps them; one with qemu-utils alone gets the
-# qemu-system-x86 of the same version (or apt's error, never a removal).
-qemu_utils=$(dpkg-query -W -f='${Status} ${Version}' qemu-utils 2>/dev/null |
-    sed -n 's/^install ok installed //p')
-if [ -n "$qemu_utils" ] &&
-    ! dpkg-query -W -f='${Status}' qemu-system-x86 2>/dev/null | grep -q "install ok installed"; then
-    apt_install "qemu-system-x86=$qemu_utils"
-fi
-apt_install qemu-system-x86 qemu-utils genisoimage
+apt_install build-essential pkg-config ca-certificates curl git postgresql python3-venv \
+    genisoimage socat openssh-client
+install_qemu_system
 ensure_rust
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
@@ -68,6 +60,12 @@ SQL
 start_postgres
 export OXISTACK_REQUIRE_POSTGRES=1
 
+log "guest image (built from Debian packages, or the cached build)"
+OXISTACK_GUEST_IMAGE=$(build_guest_image)
+export OXISTACK_GUEST_IMAGE
+log "guest boot test under QEMU (TCG)"
+bash guest/test-boot.sh
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -92,6 +90,9 @@ log "real-client tests on PostgreSQL"
 
 log "python-openstackclient identity functional tests"
 bash conformance/identity-functional.sh
+
+log "python-openstackclient image functional tests"
+bash conformance/image-functional.sh
 
 log "placement: upstream's gabbi suite (openstack-placement 16.0.0) on SQLite"
 conformance/placement/run.py --server-cmd conformance/placement/oxistack-server.sh

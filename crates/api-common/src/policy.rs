@@ -102,6 +102,11 @@ impl Target {
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }
+
+    /// True when the target has `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
 }
 
 /// A set of named rules: the defaults with the operator's overrides on top.

@@ -139,6 +139,9 @@ pub fn up_config(
         write_private(&file, text.as_bytes())?;
     }
     let mut cfg = Config::load(Some(&file))?;
+    if cfg.image.store_dir.is_none() {
+        cfg.image.store_dir = Some(dir.join("images"));
+    }
     if let Some(l) = listen {
         cfg.server.listen = l;
     }
@@ -146,4 +149,56 @@ pub fn up_config(
         cfg.database.url = u;
     }
     Ok(cfg)
+}
+
+/// The name `up` registers the guest image under.
+pub const GUEST_IMAGE_NAME: &str = "oxistack-guest";
+
+/// Registers (or keeps) the guest image as a public image of the admin
+/// project.
+pub async fn register_guest_image(
+    cfg: &Config,
+    db: &store::Db,
+    services: &crate::server::Services,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let project = identity::db::projects::project_get_by_name(
+        db,
+        identity::DEFAULT_DOMAIN_ID,
+        &cfg.bootstrap.admin_project,
+    )
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("the admin project does not exist"))?;
+    let spec = image::bootstrap::FileImage {
+        name: GUEST_IMAGE_NAME.into(),
+        path: path.to_path_buf(),
+        owner: project.id,
+        visibility: "public".into(),
+        container_format: "bare".into(),
+        disk_format: None,
+        min_ram: 128,
+        min_disk: 1,
+        properties: [
+            ("os_distro", "debian"),
+            (
+                "description",
+                "oxistack test guest: busybox initramfs, dropbear, config drive or metadata service",
+            ),
+            ("hw_rng_model", "virtio"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    };
+    let out = services
+        .image
+        .ensure_file_image(&spec)
+        .await
+        .map_err(|e| anyhow::anyhow!("registering {}: {e}", path.display()))?;
+    if out.created {
+        tracing::info!(image = %out.id, replaced = ?out.replaced, file = %path.display(), "registered the guest image");
+    } else {
+        tracing::info!(image = %out.id, "guest image is up to date");
+    }
+    Ok(())
 }

@@ -12,6 +12,8 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8770";
+/// Where `serve` keeps image data unless `image.store_dir` says otherwise.
+pub const DEFAULT_IMAGE_DIR: &str = "/var/lib/oxistack/images";
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -21,6 +23,7 @@ pub struct Config {
     pub log: LogConfig,
     pub identity: identity::IdentityConfig,
     pub placement: placement::PlacementConfig,
+    pub image: image::ImageConfig,
     pub bootstrap: BootstrapConfig,
 }
 

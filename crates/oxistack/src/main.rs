@@ -33,6 +33,11 @@ enum Command {
         /// Use this database instead of DIR/oxistack.db (e.g. postgres://...).
         #[arg(long, env = "OXISTACK_DATABASE_URL")]
         database_url: Option<String>,
+        /// Register this disk image file (e.g. the one guest/build.sh makes)
+        /// as the public image `oxistack-guest`; a restart with the same file
+        /// changes nothing, a new file replaces the old image.
+        #[arg(long, env = "OXISTACK_GUEST_IMAGE")]
+        guest_image: Option<PathBuf>,
     },
     /// Serve the APIs with a configuration file (production; run `db migrate`
     /// and `bootstrap` first).
@@ -123,11 +128,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             listen,
             database_url,
+            guest_image,
         } => {
             up(
                 data_dir.unwrap_or_else(cloud::default_data_dir),
                 listen,
                 database_url,
+                guest_image,
             )
             .await
         }
@@ -215,6 +222,7 @@ async fn up(
     dir: PathBuf,
     listen: Option<SocketAddr>,
     database_url: Option<String>,
+    guest_image: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     cloud::ensure_dir(&dir)?;
     let cfg = cloud::up_config(&dir, listen, database_url)?;
@@ -234,6 +242,9 @@ async fn up(
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
     cloud::write_clouds_yaml(&clouds, &cfg, &password)?;
+    if let Some(path) = guest_image {
+        cloud::register_guest_image(&cfg, &db, &services, &path).await?;
+    }
     println!(
         "oxistack is up at {url}\n\n\
          Admin credentials are in {clouds} (cloud \"oxistack\", and \"oxistack-system\" for system scope).\n\

@@ -17,6 +17,7 @@ use crate::config::Config;
 pub struct Services {
     pub identity: Arc<identity::Identity>,
     pub placement: Arc<placement::Placement>,
+    pub image: Arc<image::ImageService>,
 }
 
 /// Catalog entries for every service served at `public_url`.
@@ -32,6 +33,11 @@ pub fn catalog(public_url: &str) -> Vec<identity::bootstrap::CatalogEntry> {
             name: "placement".into(),
             url: format!("{public_url}/placement"),
         },
+        identity::bootstrap::CatalogEntry {
+            kind: "image".into(),
+            name: "glance".into(),
+            url: format!("{public_url}/image"),
+        },
     ]
 }
 
@@ -39,10 +45,12 @@ pub fn catalog(public_url: &str) -> Vec<identity::bootstrap::CatalogEntry> {
 pub fn app(cfg: &Config, services: &Services) -> Router {
     let placement_prefix = cfg.placement.path_prefix.trim_end_matches('/');
     let placement = placement::api::router(services.placement.clone());
-    let mut app = Router::new().nest(
-        "/identity",
-        identity::api::router(services.identity.clone()),
-    );
+    let mut app = Router::new()
+        .nest(
+            "/identity",
+            identity::api::router(services.identity.clone()),
+        )
+        .nest("/image", image::api::router(services.image.clone()));
     app = if placement_prefix.is_empty() {
         // Stand-alone placement: its version document is the root.
         app.merge(placement)
@@ -132,7 +140,7 @@ async fn root() -> Json<serde_json::Value> {
     Json(json!({
         "name": "oxistack",
         "version": env!("CARGO_PKG_VERSION"),
-        "services": { "identity": "/identity", "placement": "/placement" }
+        "services": { "identity": "/identity", "placement": "/placement", "image": "/image" }
     }))
 }
 
@@ -191,6 +199,18 @@ pub async fn start_services(cfg: &Config, migrate: bool) -> anyhow::Result<(stor
     let identity = identity::Identity::new(db.clone(), cfg.identity.clone())
         .await
         .map_err(|e| anyhow::anyhow!("identity: {e}"))?;
+    let mut image_cfg = cfg.image.clone();
+    if image_cfg.store_dir.is_none() {
+        image_cfg.store_dir = Some(std::path::PathBuf::from(crate::config::DEFAULT_IMAGE_DIR));
+    }
+    let image = image::ImageService::new(
+        db.clone(),
+        image_cfg,
+        identity.clone(),
+        Some(cfg.bootstrap.region.clone()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("image: {e}"))?;
     let tokens: Arc<dyn api_common::TokenValidator> = identity.clone();
     let placement = placement::Placement::new(db.clone(), cfg.placement.clone(), Some(tokens))
         .await
@@ -200,6 +220,7 @@ pub async fn start_services(cfg: &Config, migrate: bool) -> anyhow::Result<(stor
         Services {
             identity,
             placement,
+            image,
         },
     ))
 }

@@ -64,6 +64,7 @@ impl Cloud {
         cfg.database.url = db_url.clone();
         cfg.database.max_connections = 8;
         cfg.identity.password_hash_rounds = 4;
+        cfg.image.store_dir = Some(dir.path().join("images"));
         tweak(&mut cfg);
         let (_db, services) = server::start_services(&cfg, true).await.unwrap();
         let admin_password = "admin-secret".to_string();
