@@ -257,6 +257,29 @@ pub async fn commit(db: &Db, cache: &Cache, mut tx: WriteTx<'_>, changes: Change
     cache.refresh(db).await
 }
 
+/// Rows of `select` (a `SELECT ... FROM t`), all of them or those whose
+/// `col` is in `chunk`, followed by `tail` (GROUP BY / ORDER BY).
+async fn rows_for(
+    conn: &mut Conn,
+    select: &str,
+    col: &str,
+    tail: &str,
+    chunk: Option<&[String]>,
+) -> Q<Vec<sqlx::any::AnyRow>> {
+    let sql = match chunk {
+        None => format!("{select}{tail}"),
+        Some(c) => format!(
+            "{select} WHERE {col} IN ({}){tail}",
+            placeholders(1, c.len())
+        ),
+    };
+    let mut q = sqlx::query(&sql);
+    for u in chunk.unwrap_or_default() {
+        q = q.bind(u);
+    }
+    q.fetch_all(&mut *conn).await
+}
+
 /// Loads the engine's view of the given providers (all when `None`).
 pub async fn load_records(conn: &mut Conn, uuids: Option<&[String]>) -> Q<Vec<ProviderRecord>> {
     let mut by_uuid: HashMap<String, ProviderRecord> = HashMap::new();
@@ -267,23 +290,15 @@ pub async fn load_records(conn: &mut Conn, uuids: Option<&[String]>) -> Q<Vec<Pr
         Some(list) => list.chunks(400).map(Some).collect(),
     };
     for chunk in chunks {
-        let (cond, binds): (String, Vec<&String>) = match chunk {
-            None => (String::new(), Vec::new()),
-            Some(c) => (
-                format!(" WHERE {{col}} IN ({})", placeholders(1, c.len())),
-                c.iter().collect(),
-            ),
-        };
-        let sql = format!(
-            "SELECT uuid, name, generation, parent_uuid, root_uuid FROM placement_providers{} \
-             ORDER BY created_at, uuid",
-            cond.replace("{col}", "uuid")
-        );
-        let mut q = sqlx::query(&sql);
-        for b in &binds {
-            q = q.bind(*b);
-        }
-        for r in q.fetch_all(&mut *conn).await? {
+        let providers = rows_for(
+            conn,
+            "SELECT uuid, name, generation, parent_uuid, root_uuid FROM placement_providers",
+            "uuid",
+            " ORDER BY created_at, uuid",
+            chunk,
+        )
+        .await?;
+        for r in providers {
             let uuid: String = r.try_get(0)?;
             order.push(uuid.clone());
             by_uuid.insert(
@@ -298,18 +313,17 @@ pub async fn load_records(conn: &mut Conn, uuids: Option<&[String]>) -> Q<Vec<Pr
                 },
             );
         }
-        let sql = format!(
+        let inventories = rows_for(
+            conn,
             "SELECT provider_uuid, resource_class, total, reserved, min_unit, max_unit, \
-             step_size, allocation_ratio FROM placement_inventories{}",
-            cond.replace("{col}", "provider_uuid")
-        );
-        let mut q = sqlx::query(&sql);
-        for b in &binds {
-            q = q.bind(*b);
-        }
-        for r in q.fetch_all(&mut *conn).await? {
-            let uuid: String = r.try_get(0)?;
-            if let Some(rec) = by_uuid.get_mut(&uuid) {
+             step_size, allocation_ratio FROM placement_inventories",
+            "provider_uuid",
+            "",
+            chunk,
+        )
+        .await?;
+        for r in inventories {
+            if let Some(rec) = by_uuid.get_mut(&r.try_get::<String, _>(0)?) {
                 rec.inventories.insert(
                     r.try_get(1)?,
                     Inventory {
@@ -323,46 +337,43 @@ pub async fn load_records(conn: &mut Conn, uuids: Option<&[String]>) -> Q<Vec<Pr
                 );
             }
         }
-        let sql = format!(
-            "SELECT provider_uuid, resource_class, CAST(SUM(used) AS BIGINT) FROM placement_allocations{} \
-             GROUP BY provider_uuid, resource_class",
-            cond.replace("{col}", "provider_uuid")
-        );
-        let mut q = sqlx::query(&sql);
-        for b in &binds {
-            q = q.bind(*b);
-        }
-        for r in q.fetch_all(&mut *conn).await? {
-            let uuid: String = r.try_get(0)?;
-            if let Some(rec) = by_uuid.get_mut(&uuid) {
+        let usages = rows_for(
+            conn,
+            "SELECT provider_uuid, resource_class, CAST(SUM(used) AS BIGINT) \
+             FROM placement_allocations",
+            "provider_uuid",
+            " GROUP BY provider_uuid, resource_class",
+            chunk,
+        )
+        .await?;
+        for r in usages {
+            if let Some(rec) = by_uuid.get_mut(&r.try_get::<String, _>(0)?) {
                 rec.usages.insert(r.try_get(1)?, r.try_get(2)?);
             }
         }
-        let sql = format!(
-            "SELECT provider_uuid, trait FROM placement_provider_traits{}",
-            cond.replace("{col}", "provider_uuid")
-        );
-        let mut q = sqlx::query(&sql);
-        for b in &binds {
-            q = q.bind(*b);
-        }
-        for r in q.fetch_all(&mut *conn).await? {
-            let uuid: String = r.try_get(0)?;
-            if let Some(rec) = by_uuid.get_mut(&uuid) {
+        let traits = rows_for(
+            conn,
+            "SELECT provider_uuid, trait FROM placement_provider_traits",
+            "provider_uuid",
+            "",
+            chunk,
+        )
+        .await?;
+        for r in traits {
+            if let Some(rec) = by_uuid.get_mut(&r.try_get::<String, _>(0)?) {
                 rec.traits.insert(r.try_get(1)?);
             }
         }
-        let sql = format!(
-            "SELECT provider_uuid, aggregate_uuid FROM placement_provider_aggregates{}",
-            cond.replace("{col}", "provider_uuid")
-        );
-        let mut q = sqlx::query(&sql);
-        for b in &binds {
-            q = q.bind(*b);
-        }
-        for r in q.fetch_all(&mut *conn).await? {
-            let uuid: String = r.try_get(0)?;
-            if let Some(rec) = by_uuid.get_mut(&uuid) {
+        let aggregates = rows_for(
+            conn,
+            "SELECT provider_uuid, aggregate_uuid FROM placement_provider_aggregates",
+            "provider_uuid",
+            "",
+            chunk,
+        )
+        .await?;
+        for r in aggregates {
+            if let Some(rec) = by_uuid.get_mut(&r.try_get::<String, _>(0)?) {
                 rec.aggregates.insert(r.try_get(1)?);
             }
         }
