@@ -84,15 +84,6 @@ pub async fn provider_get(conn: &mut Conn, uuid: &str) -> Q<Option<ProviderRow>>
     row.as_ref().map(provider_row).transpose()
 }
 
-pub async fn provider_list(conn: &mut Conn) -> Q<Vec<ProviderRow>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {PROVIDER_COLS} FROM placement_providers ORDER BY created_at, uuid"
-    ))
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter().map(provider_row).collect()
-}
-
 pub async fn provider_by_name(conn: &mut Conn, name: &str) -> Q<Option<ProviderRow>> {
     let row = sqlx::query(&format!(
         "SELECT {PROVIDER_COLS} FROM placement_providers WHERE name = $1"

@@ -18,9 +18,8 @@ pub mod codes {
     pub const PROVIDER_CANNOT_DELETE_PARENT: &str =
         "placement.resource_provider.cannot_delete_parent";
     pub const RESOURCE_PROVIDER_NOT_FOUND: &str = "placement.resource_provider.not_found";
-    pub const QUERY_DUPLICATE_KEY: &str = "placement.query.duplicate_key";
-    pub const QUERY_BAD_VALUE: &str = "placement.query.bad_value";
-    pub const QUERY_MISSING_VALUE: &str = "placement.query.missing_value";
+    // The query-string codes (placement.query.*) come with the engine's
+    // `QueryError`s.
 }
 
 #[derive(Debug, Clone)]

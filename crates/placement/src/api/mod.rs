@@ -498,7 +498,7 @@ impl Ctx {
         self.v.at_least(minor)
     }
 
-    /// Errors get a `code` only from 1.23; handlers pass it along regardless.
+    /// The path the API is mounted at (for links and locations).
     pub fn prefix(&self) -> &str {
         &self.p.config.path_prefix
     }

@@ -14,8 +14,6 @@ use crate::db;
 use crate::error::{codes, Error, Result};
 use crate::schema::{validate_body, ObjectSchema, Schema};
 
-const CUSTOM_PATTERN: &str = "^CUSTOM_[A-Z0-9_]+$";
-
 fn since_1_6(ctx: &Ctx) -> Result<()> {
     if ctx.at_least(6) {
         Ok(())
@@ -42,7 +40,6 @@ pub async fn create(ctx: Ctx, Path(name): Path<String>) -> Result<Response> {
             "The trait is invalid. A valid trait must be no longer than 255 characters, start with the prefix \"CUSTOM_\" and use following characters: \"A\"-\"Z\", \"0\"-\"9\" and \"_\"",
         ));
     }
-    let _ = CUSTOM_PATTERN;
     let p = &ctx.p;
     let mut tx = p.db.write().await?;
     let existing = sqlx::query("SELECT created_at FROM placement_traits WHERE name = $1")
