@@ -142,6 +142,9 @@ pub fn up_config(
     if cfg.image.store_dir.is_none() {
         cfg.image.store_dir = Some(dir.join("images"));
     }
+    if cfg.compute.instances_dir.is_none() {
+        cfg.compute.instances_dir = Some(dir.join("instances"));
+    }
     if let Some(l) = listen {
         cfg.server.listen = l;
     }

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8770";
 /// Where `serve` keeps image data unless `image.store_dir` says otherwise.
 pub const DEFAULT_IMAGE_DIR: &str = "/var/lib/oxistack/images";
+/// Where `serve` keeps instance disks unless `compute.instances_dir` says
+/// otherwise.
+pub const DEFAULT_INSTANCES_DIR: &str = "/var/lib/oxistack/instances";
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -24,6 +27,7 @@ pub struct Config {
     pub identity: identity::IdentityConfig,
     pub placement: placement::PlacementConfig,
     pub image: image::ImageConfig,
+    pub compute: compute::ComputeConfig,
     pub bootstrap: BootstrapConfig,
 }
 

@@ -18,6 +18,8 @@ pub struct Services {
     pub identity: Arc<identity::Identity>,
     pub placement: Arc<placement::Placement>,
     pub image: Arc<image::ImageService>,
+    /// None when `[compute] enabled = false`.
+    pub compute: Option<Arc<compute::Compute>>,
 }
 
 /// Catalog entries for every service served at `public_url`.
@@ -38,6 +40,11 @@ pub fn catalog(public_url: &str) -> Vec<identity::bootstrap::CatalogEntry> {
             name: "glance".into(),
             url: format!("{public_url}/image"),
         },
+        identity::bootstrap::CatalogEntry {
+            kind: "compute".into(),
+            name: "nova".into(),
+            url: format!("{public_url}/compute/v2.1"),
+        },
     ]
 }
 
@@ -51,6 +58,9 @@ pub fn app(cfg: &Config, services: &Services) -> Router {
             identity::api::router(services.identity.clone()),
         )
         .nest("/image", image::api::router(services.image.clone()));
+    if let Some(compute) = &services.compute {
+        app = app.nest("/compute", compute::api::router(compute.clone()));
+    }
     app = if placement_prefix.is_empty() {
         // Stand-alone placement: its version document is the root.
         app.merge(placement)
@@ -140,7 +150,7 @@ async fn root() -> Json<serde_json::Value> {
     Json(json!({
         "name": "oxistack",
         "version": env!("CARGO_PKG_VERSION"),
-        "services": { "identity": "/identity", "placement": "/placement", "image": "/image" }
+        "services": { "identity": "/identity", "placement": "/placement", "image": "/image", "compute": "/compute" }
     }))
 }
 
@@ -215,12 +225,35 @@ pub async fn start_services(cfg: &Config, migrate: bool) -> anyhow::Result<(stor
     let placement = placement::Placement::new(db.clone(), cfg.placement.clone(), Some(tokens))
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
+    let compute = if cfg.compute.enabled {
+        let mut compute_cfg = cfg.compute.clone();
+        if compute_cfg.instances_dir.is_none() {
+            compute_cfg.instances_dir = Some(std::path::PathBuf::from(
+                crate::config::DEFAULT_INSTANCES_DIR,
+            ));
+        }
+        Some(
+            compute::Compute::new(
+                db.clone(),
+                compute_cfg,
+                identity.clone(),
+                placement.clone(),
+                image.clone(),
+                format!("{}/compute", cfg.server.public_url()),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("compute: {e}"))?,
+        )
+    } else {
+        None
+    };
     Ok((
         db,
         Services {
             identity,
             placement,
             image,
+            compute,
         },
     ))
 }

@@ -65,6 +65,8 @@ impl Cloud {
         cfg.database.max_connections = 8;
         cfg.identity.password_hash_rounds = 4;
         cfg.image.store_dir = Some(dir.path().join("images"));
+        cfg.compute.driver = compute::Driver::Fake;
+        cfg.compute.instances_dir = Some(dir.path().join("instances"));
         tweak(&mut cfg);
         let (_db, services) = server::start_services(&cfg, true).await.unwrap();
         let admin_password = "admin-secret".to_string();

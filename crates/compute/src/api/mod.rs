@@ -1,0 +1,140 @@
+//! The compute HTTP API (Nova v2.1): routes and thin handlers. Handlers
+//! parse and validate input, check policy, call the service, and render.
+//! The middleware here negotiates the microversion and stamps it on every
+//! versioned response; every fault is rendered by [`crate::Error`].
+
+mod versions;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::microversion::{self, Version};
+use crate::{Caller, Compute};
+
+pub type State = axum::extract::State<Arc<Compute>>;
+
+/// The authenticated caller, from `X-Auth-Token`.
+pub struct Auth(pub Caller);
+
+impl FromRequestParts<Arc<Compute>> for Auth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<Compute>) -> Result<Self> {
+        let token = parts
+            .headers
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Error::Unauthorized("The request you have made requires authentication.".into())
+            })?;
+        Ok(Auth(state.caller(token).await?))
+    }
+}
+
+/// The negotiated microversion of a request under `/v2.1`.
+#[derive(Clone, Copy, Debug)]
+pub struct Mv(pub Version);
+
+impl Mv {
+    pub fn at_least(self, minor: u16) -> bool {
+        self.0.at_least(minor)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Mv {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
+        Ok(parts
+            .extensions
+            .get::<Mv>()
+            .copied()
+            .unwrap_or(Mv(microversion::MIN)))
+    }
+}
+
+/// A JSON request body. Nova answers a body that is not JSON with 400
+/// "Malformed request body", and a non-JSON content type with 415.
+pub struct Body(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        if let Some(ct) = req.headers().get(axum::http::header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+            if !ct.is_empty() && !ct.starts_with("application/json") && !ct.contains("+json") {
+                return Err(Error::UnsupportedMediaType(
+                    "Unsupported Content-Type".into(),
+                ));
+            }
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| match e.status().as_u16() {
+                413 => Error::TooLarge("Request is too large.".into()),
+                _ => Error::bad("Malformed request body"),
+            })?;
+        let v: Value =
+            serde_json::from_slice(&bytes).map_err(|_| Error::bad("Malformed request body"))?;
+        Ok(Body(v))
+    }
+}
+
+/// Negotiates the microversion, makes it available to handlers as [`Mv`],
+/// and stamps it on the response (errors included).
+async fn versioned(mut req: Request, next: Next) -> Response {
+    let v = match microversion::negotiate(req.headers()) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    req.extensions_mut().insert(Mv(v));
+    let mut res = next.run(req).await;
+    microversion::stamp(res.headers_mut(), v);
+    res
+}
+
+/// Parses a raw query string keeping repeated keys in order.
+#[allow(dead_code)]
+pub(crate) fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(q.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// The request's base URL for links (`http://host:port/compute`), from
+/// the Host header when there is one.
+pub(crate) fn base_url(state: &Compute, headers: &HeaderMap) -> String {
+    state.link_base(
+        headers
+            .get(axum::http::header::HOST)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+async fn not_found() -> Error {
+    Error::not_found("The resource could not be found.")
+}
+
+/// Every compute route, relative to `/compute`.
+pub fn router(state: Arc<Compute>) -> Router {
+    let v21 = Router::new()
+        .route("/", get(versions::show_v21))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(versioned));
+    Router::new()
+        .route("/", get(versions::index))
+        .nest("/v2.1", v21)
+        .fallback(not_found)
+        .with_state(state)
+}

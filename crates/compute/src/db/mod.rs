@@ -1,0 +1,3 @@
+//! SQL of the compute service, one module per resource family.
+
+pub use store::{Db, Tx};

@@ -1,0 +1,158 @@
+//! Nova v2.1 compatible compute service.
+//!
+//! [`Compute`] holds the state; [`api::router`] serves the HTTP API under
+//! `/compute`. Servers are scheduled through placement (in process, the
+//! same database), and run on hosts through the [`agent::hypervisor`]
+//! layer: QEMU on this machine, or fake hosts for tests and benchmarks.
+//! There is no message bus: an operation is recorded in the database before
+//! the host is asked to act, and the reconciler finishes or rolls back what
+//! a crash interrupted.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod microversion;
+pub mod policy;
+
+use std::sync::Arc;
+
+use api_common::{AuthContext, Creds, Policy, Target, TokenValidator};
+
+pub use config::{ComputeConfig, Driver};
+pub use error::{Error, Result};
+
+/// The running compute service.
+pub struct Compute {
+    pub db: ::store::Db,
+    pub cfg: ComputeConfig,
+    policy: Policy,
+    validator: Arc<dyn TokenValidator>,
+    /// Placement, in process.
+    pub placement: Arc<placement::Placement>,
+    /// The image service, in process.
+    pub images: Arc<image::ImageService>,
+    /// The compute endpoint as clients reach it (`http://host:port/compute`).
+    pub public_url: String,
+    /// Stops background work.
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// Who is calling, as the compute service sees it.
+#[derive(Clone)]
+pub struct Caller {
+    pub ctx: Arc<AuthContext>,
+    pub creds: Creds,
+    pub is_admin: bool,
+}
+
+impl Caller {
+    /// The token's project ('' for a token without one, which policy then
+    /// refuses wherever a project is needed).
+    pub fn project(&self) -> &str {
+        self.ctx.project_id().unwrap_or_default()
+    }
+
+    pub fn user(&self) -> &str {
+        &self.ctx.user_id
+    }
+}
+
+impl Compute {
+    /// Builds the service on a migrated database.
+    pub async fn new(
+        db: ::store::Db,
+        cfg: ComputeConfig,
+        validator: Arc<dyn TokenValidator>,
+        placement: Arc<placement::Placement>,
+        images: Arc<image::ImageService>,
+        public_url: String,
+    ) -> Result<Arc<Compute>> {
+        let mut policy = Policy::from_defaults(&policy::defaults())
+            .map_err(|e| Error::internal(e.to_string()))?;
+        if let Some(path) = &cfg.policy_file {
+            policy
+                .apply_file(path)
+                .map_err(|e| Error::internal(e.to_string()))?;
+        }
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        Ok(Arc::new(Compute {
+            db,
+            cfg,
+            policy,
+            validator,
+            placement,
+            images,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            shutdown,
+        }))
+    }
+
+    /// Checks a token and builds the caller.
+    pub async fn caller(&self, token: &str) -> Result<Caller> {
+        let ctx = self.validator.validate(token).await?;
+        let creds = ctx.creds();
+        let is_admin = self
+            .policy
+            .enforce("context_is_admin", &creds, &Target::new());
+        Ok(Caller {
+            ctx,
+            creds,
+            is_admin,
+        })
+    }
+
+    /// True when policy allows `rule` on `target`. Nova's rules are scoped
+    /// to projects: a system-scoped token is refused whatever the rule says.
+    pub fn allowed(&self, caller: &Caller, rule: &str, target: &Target) -> bool {
+        !caller.ctx.is_system() && self.policy.enforce(rule, &caller.creds, target)
+    }
+
+    /// Checks policy; 403 with Nova's message when denied.
+    pub fn authorize(&self, caller: &Caller, rule: &str, target: &Target) -> Result<()> {
+        if self.allowed(caller, rule, target) {
+            Ok(())
+        } else {
+            tracing::debug!(rule, user = %caller.ctx.user_id, "policy denied");
+            Err(Error::forbidden(format!(
+                "Policy doesn't allow {rule} to be performed."
+            )))
+        }
+    }
+
+    /// The target of a project-owned resource.
+    pub fn project_target(project_id: &str, user_id: Option<&str>) -> Target {
+        Target::new()
+            .with("project_id", project_id)
+            .with_opt("user_id", user_id)
+    }
+
+    /// The base of links in responses: the configured endpoint, with the
+    /// host and port the client used (`host` from its Host header).
+    pub fn link_base(&self, host: Option<&str>) -> String {
+        let url = &self.public_url;
+        let (scheme, rest) = url.split_once("://").unwrap_or(("http", url.as_str()));
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let authority = host.filter(|h| !h.is_empty()).unwrap_or(authority);
+        format!("{scheme}://{authority}{path}")
+    }
+
+    /// A receiver that turns true when the service stops.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Stops background work.
+    pub fn stop(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl Drop for Compute {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
