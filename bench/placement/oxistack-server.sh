@@ -46,6 +46,10 @@ level = "warn"
 auth = "noauth"
 # As upstream's perfload-server.sh.
 randomize_allocation_candidates = true
+
+[compute]
+# Placement alone: no compute hosts registering providers.
+enabled = false
 TOML
     "$bin" db migrate --config "$dir/oxistack.toml" >/dev/null
     setsid "$bin" serve --config "$dir/oxistack.toml" >"$dir/server.log" 2>&1 &

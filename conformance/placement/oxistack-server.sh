@@ -47,6 +47,10 @@ auth = "noauth"
 path_prefix = ""
 enforce_new_defaults = $(truthy "${PLACEMENT_ENFORCE_NEW_DEFAULTS:-false}")
 $policy_line
+
+[compute]
+# Placement alone: no compute hosts registering providers.
+enabled = false
 TOML
 "$bin" db migrate --config "$state/oxistack.toml" >/dev/null
 exec "$bin" serve --config "$state/oxistack.toml"

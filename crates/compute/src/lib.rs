@@ -12,8 +12,11 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod hosts;
 pub mod microversion;
 pub mod policy;
+pub mod scheduler;
+pub mod servers;
 
 use std::sync::Arc;
 
@@ -32,6 +35,10 @@ pub struct Compute {
     pub placement: Arc<placement::Placement>,
     /// The image service, in process.
     pub images: Arc<image::ImageService>,
+    /// The hosts this process drives.
+    pub hosts: hosts::Hosts,
+    /// This process's id in `compute_operations`.
+    pub owner: String,
     /// The compute endpoint as clients reach it (`http://host:port/compute`).
     pub public_url: String,
     /// Stops background work.
@@ -83,9 +90,65 @@ impl Compute {
             validator,
             placement,
             images,
+            hosts: hosts::Hosts::default(),
+            owner: uuid::Uuid::new_v4().to_string(),
             public_url: public_url.trim_end_matches('/').to_string(),
             shutdown,
         }))
+    }
+
+    /// Brings up the hosts of the configured driver (registration in the
+    /// database and placement), reconciles what a previous process left,
+    /// and starts the background work (lifecycle events, heartbeats).
+    pub async fn start(self: &Arc<Self>) -> Result<()> {
+        use agent::hypervisor::{fake, qemu, Hypervisor};
+        let mut hvs: Vec<Arc<dyn Hypervisor>> = Vec::new();
+        let control_host = self.cfg.host.clone().unwrap_or_else(system_hostname);
+        match self.cfg.driver {
+            Driver::Qemu => {
+                let hv = qemu::QemuHypervisor::new(qemu::QemuConfig::new(self.instances_dir()))
+                    .await
+                    .map_err(|e| Error::internal(format!("qemu hypervisor: {e}")))?;
+                hvs.push(Arc::new(hv));
+            }
+            Driver::Fake => {
+                for n in 1..=self.cfg.fake_hosts.max(1) as usize {
+                    let mut h = fake::FakeHost::numbered(n);
+                    h.vcpus = self.cfg.fake_vcpus;
+                    h.memory_mb = self.cfg.fake_memory_mb;
+                    h.disk_gb = self.cfg.fake_disk_gb;
+                    let hv = fake::FakeHypervisor::new(h);
+                    let hv = if self.cfg.fake_hosts > 50 {
+                        hv.without_recording()
+                    } else {
+                        hv
+                    };
+                    hvs.push(Arc::new(hv));
+                }
+            }
+        }
+        self.register_hosts(hvs).await?;
+        self.register_control_services(&control_host).await?;
+        self.reconcile().await?;
+        for h in self.hosts.all() {
+            self.watch_events(h);
+        }
+        let weak = Arc::downgrade(self);
+        let mut stop = self.stopping();
+        let period = std::time::Duration::from_secs(self.cfg.report_interval_seconds.max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(period) => {}
+                    _ = stop.changed() => return,
+                }
+                let Some(this) = weak.upgrade() else { return };
+                if let Err(e) = this.heartbeat().await {
+                    tracing::warn!(error = %e, "compute heartbeat failed");
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Checks a token and builds the caller.
@@ -144,8 +207,27 @@ impl Compute {
     /// availability zone changed: mirrors the host's aggregate membership
     /// into its placement resource provider.
     pub async fn host_aggregates_changed(&self, host: &str) -> Result<()> {
-        tracing::debug!(host, "host aggregates changed");
-        Ok(())
+        use store::Row;
+        let node = store::sqlx::query("SELECT id FROM compute_nodes WHERE host = $1")
+            .bind(host)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(node) = node else { return Ok(()) };
+        let node: String = node.try_get(0)?;
+        let aggs = store::sqlx::query(
+            "SELECT a.uuid FROM aggregates a JOIN aggregate_hosts h ON h.aggregate_id = a.id \
+             WHERE h.host = $1",
+        )
+        .bind(host)
+        .fetch_all(self.db.pool())
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+        self.placement
+            .set_provider_aggregates(&node, &aggs)
+            .await
+            .map_err(Error::from)
     }
 
     /// A receiver that turns true when the service stops.
@@ -163,4 +245,13 @@ impl Drop for Compute {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
     }
+}
+
+/// The machine's host name (Nova's default `host`).
+pub fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

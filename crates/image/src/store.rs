@@ -72,6 +72,11 @@ pub trait ImageStore: Send + Sync + 'static {
     fn location_of(&self, image_id: &str) -> String;
     /// Removes partial files older than `age` (left by a process that died).
     async fn sweep(&self, age: Duration) -> Result<usize, StoreError>;
+    /// The local file holding a location's data, for stores on this
+    /// machine's file system (compute layers disks on a link to it).
+    fn local_path(&self, _location: &str) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// Data being written. Runs on a blocking thread.
@@ -253,6 +258,10 @@ impl ImageStore for FileStore {
 
     fn location_of(&self, image_id: &str) -> String {
         format!("{LOCATION_PREFIX}{}", self.root.join(image_id).display())
+    }
+
+    fn local_path(&self, location: &str) -> Option<PathBuf> {
+        self.path_of(location).ok()
     }
 
     async fn sweep(&self, age: Duration) -> Result<usize, StoreError> {

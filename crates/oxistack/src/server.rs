@@ -247,6 +247,11 @@ pub async fn start_services(cfg: &Config, migrate: bool) -> anyhow::Result<(stor
     } else {
         None
     };
+    if let Some(c) = &compute {
+        c.start()
+            .await
+            .map_err(|e| anyhow::anyhow!("compute: {e}"))?;
+    }
     Ok((
         db,
         Services {

@@ -16,6 +16,7 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod local;
 pub mod microversion;
 pub mod policy;
 pub mod schema;

@@ -3,6 +3,8 @@
 //! The middleware here negotiates the microversion and stamps it on every
 //! versioned response; every fault is rendered by [`crate::Error`].
 
+mod hosts;
+pub mod servers;
 mod versions;
 
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::Router;
 use serde_json::Value;
 
@@ -105,7 +107,6 @@ async fn versioned(mut req: Request, next: Next) -> Response {
 }
 
 /// Parses a raw query string keeping repeated keys in order.
-#[allow(dead_code)]
 pub(crate) fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(q.unwrap_or("").as_bytes())
         .into_owned()
@@ -130,6 +131,27 @@ async fn not_found() -> Error {
 pub fn router(state: Arc<Compute>) -> Router {
     let v21 = Router::new()
         .route("/", get(versions::show_v21))
+        .route("/servers", get(servers::list).post(servers::create))
+        .route("/servers/detail", get(servers::detail))
+        .route(
+            "/servers/{id}",
+            get(servers::show)
+                .put(servers::update)
+                .delete(servers::delete),
+        )
+        .route("/servers/{id}/action", post(servers::action))
+        .route("/os-services", get(hosts::service_list))
+        .route(
+            "/os-services/{id}",
+            put(hosts::service_update).delete(hosts::service_delete),
+        )
+        .route("/os-hypervisors", get(hosts::hypervisor_list))
+        .route("/os-hypervisors/detail", get(hosts::hypervisor_detail))
+        .route(
+            "/os-hypervisors/statistics",
+            get(hosts::hypervisor_statistics),
+        )
+        .route("/os-hypervisors/{id}", get(hosts::hypervisor_show))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(versioned));
     Router::new()

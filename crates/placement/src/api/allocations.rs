@@ -547,10 +547,19 @@ async fn write_with_retries(
     ctx: &Ctx,
     consumers: &[ConsumerRequest],
 ) -> std::result::Result<(), WriteError> {
-    let p = &ctx.p;
+    write_retrying(&ctx.p, ctx.v.0, consumers).await
+}
+
+/// Writes allocations at microversion `minor`, retrying provider
+/// generation races as upstream does (also used in process by compute).
+pub async fn write_retrying(
+    p: &crate::Placement,
+    minor: u16,
+    consumers: &[ConsumerRequest],
+) -> std::result::Result<(), WriteError> {
     for _ in 0..RETRIES {
         let mut tx = p.db.write().await?;
-        match write_allocations(&mut tx.tx, ctx.v.0, consumers).await {
+        match write_allocations(&mut tx.tx, minor, consumers).await {
             Ok(changes) => {
                 commit(&p.db, &p.cache, tx, changes).await?;
                 return Ok(());

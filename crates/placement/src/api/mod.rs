@@ -3,7 +3,7 @@
 //! by the handlers.
 
 mod aggregates;
-mod allocations;
+pub mod allocations;
 mod candidates;
 mod inventories;
 mod providers;
@@ -11,6 +11,8 @@ mod reshaper;
 mod resource_classes;
 mod traits;
 mod usages;
+
+pub use candidates::engine_error as candidates_engine_error;
 
 use std::sync::Arc;
 

@@ -1,0 +1,230 @@
+//! Compute hosts: the hypervisors this process drives, their records in
+//! `compute_services` / `compute_nodes`, and their resource providers in
+//! placement.
+//!
+//! Today every host is driven in process (the all-in-one's QEMU host, or a
+//! fleet of fake hosts). A remote host agent implements the same
+//! [`Hypervisor`] trait behind its internal API.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use agent::hypervisor::{HostResources, Hypervisor};
+use placement::db::InventoryRow;
+use placement::local::ProviderSpec;
+use store::Row;
+
+use crate::error::{Error, Result};
+use crate::Compute;
+
+/// A host this process drives.
+pub struct Host {
+    pub name: String,
+    /// The compute node id, also its resource provider's uuid.
+    pub node_id: String,
+    pub hypervisor_hostname: String,
+    pub hv: Arc<dyn Hypervisor>,
+}
+
+/// The hosts this process drives, by name.
+#[derive(Default)]
+pub struct Hosts {
+    map: RwLock<BTreeMap<String, Arc<Host>>>,
+}
+
+impl Hosts {
+    pub fn get(&self, name: &str) -> Option<Arc<Host>> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Host>> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn insert(&self, h: Arc<Host>) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(h.name.clone(), h);
+    }
+}
+
+impl Compute {
+    /// The placement inventory of a host, from its resources and config.
+    fn inventories(&self, r: &HostResources) -> Vec<InventoryRow> {
+        let c = &self.cfg;
+        let now = store::now_micros();
+        let inv = |class: &str, total: i64, reserved: i64, ratio: f64| InventoryRow {
+            resource_class: class.into(),
+            total,
+            reserved: reserved.min(total),
+            min_unit: 1,
+            max_unit: total.max(1),
+            step_size: 1,
+            allocation_ratio: ratio,
+            updated_at: now,
+        };
+        vec![
+            inv(
+                "VCPU",
+                r.vcpus as i64,
+                c.reserved_host_cpus as i64,
+                c.cpu_allocation_ratio,
+            ),
+            inv(
+                "MEMORY_MB",
+                r.memory_mb as i64,
+                c.reserved_host_memory_mb as i64,
+                c.ram_allocation_ratio,
+            ),
+            inv(
+                "DISK_GB",
+                r.disk_gb as i64,
+                (c.reserved_host_disk_mb as i64 + 1023) / 1024,
+                c.disk_allocation_ratio,
+            ),
+        ]
+    }
+
+    /// Registers hosts: service and compute node rows, and resource
+    /// providers (all in a few transactions, so 1,000 fake hosts register
+    /// in a second or two). Hosts already registered keep their node id.
+    pub async fn register_hosts(&self, hvs: Vec<Arc<dyn Hypervisor>>) -> Result<()> {
+        let mut specs = Vec::with_capacity(hvs.len());
+        let mut tx = self.db.write().await?;
+        let now = store::now_micros();
+        for hv in hvs {
+            let r = hv
+                .host_resources()
+                .await
+                .map_err(|e| Error::internal(format!("host resources: {e}")))?;
+            let host = r.hostname.clone();
+            let existing = store::sqlx::query("SELECT id FROM compute_nodes WHERE host = $1")
+                .bind(&host)
+                .fetch_optional(&mut *tx.tx)
+                .await?;
+            let node_id = match existing {
+                Some(row) => row.try_get::<String, _>(0)?,
+                None => uuid::Uuid::new_v4().to_string(),
+            };
+            let cpu_info = serde_json::json!({
+                "arch": r.cpu.arch, "vendor": r.cpu.vendor, "model": r.cpu.model,
+                "topology": {"sockets": r.cpu.sockets, "cores": r.cpu.cores, "threads": r.cpu.threads},
+                "features": r.cpu.flags,
+            });
+            store::sqlx::query(
+                "INSERT INTO compute_nodes (id, host, hypervisor_hostname, hypervisor_type, \
+                 hypervisor_version, host_ip, vcpus, memory_mb, local_gb, cpu_info, created_at, \
+                 updated_at) VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+                 ON CONFLICT (host) DO UPDATE SET hypervisor_type = $3, hypervisor_version = $4, \
+                 host_ip = $5, vcpus = $6, memory_mb = $7, local_gb = $8, cpu_info = $9, \
+                 updated_at = $10",
+            )
+            .bind(&node_id)
+            .bind(&host)
+            .bind(&r.hypervisor_type)
+            .bind(r.hypervisor_version as i64)
+            .bind("127.0.0.1")
+            .bind(r.vcpus as i64)
+            .bind(r.memory_mb as i64)
+            .bind(r.disk_gb as i64)
+            .bind(cpu_info.to_string())
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?;
+            store::sqlx::query(
+                "INSERT INTO compute_services (id, binary_name, host, zone, last_seen_up, \
+                 created_at, updated_at) VALUES ($1, 'nova-compute', $2, $3, $4, $4, $4) \
+                 ON CONFLICT (binary_name, host) DO UPDATE SET last_seen_up = $4",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&host)
+            .bind(&self.cfg.default_availability_zone)
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?;
+            specs.push(ProviderSpec {
+                uuid: node_id.clone(),
+                name: host.clone(),
+                inventories: self.inventories(&r),
+                traits: r.traits.iter().cloned().collect(),
+            });
+            self.hosts.insert(Arc::new(Host {
+                name: host.clone(),
+                node_id,
+                hypervisor_hostname: host,
+                hv,
+            }));
+        }
+        tx.commit().await?;
+        for chunk in specs.chunks(200) {
+            self.placement.ensure_providers(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Registers the control-plane services of this process (Nova's
+    /// scheduler and conductor, which live in it), in the internal zone.
+    pub async fn register_control_services(&self, host: &str) -> Result<()> {
+        let now = store::now_micros();
+        for binary in ["nova-scheduler", "nova-conductor"] {
+            store::sqlx::query(
+                "INSERT INTO compute_services (id, binary_name, host, zone, last_seen_up, \
+                 created_at, updated_at) VALUES ($1, $2, $3, 'internal', $4, $4, $4) \
+                 ON CONFLICT (binary_name, host) DO UPDATE SET last_seen_up = $4",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(binary)
+            .bind(host)
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Marks every host of this process as alive.
+    pub async fn heartbeat(&self) -> Result<()> {
+        let names = self.hosts.names();
+        let now = store::now_micros();
+        for chunk in names.chunks(500) {
+            let sql = format!(
+                "UPDATE compute_services SET last_seen_up = $1 WHERE host IN ({}) \
+                 OR binary_name IN ('nova-scheduler', 'nova-conductor')",
+                (2..chunk.len() + 2)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = store::sqlx::query(&sql).bind(now);
+            for n in chunk {
+                q = q.bind(n);
+            }
+            q.execute(self.db.pool()).await?;
+        }
+        store::sqlx::query("UPDATE compute_operations SET heartbeat = $1 WHERE owner = $2")
+            .bind(now)
+            .bind(&self.owner)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,1008 @@
+//! Server lifecycle: create (record, schedule, claim, define, power on),
+//! power actions, delete, and what keeps the database true to the hosts
+//! (lifecycle events, the reconciler at start-up).
+//!
+//! An operation first moves the server's `task_state` with a
+//! compare-and-swap (so two requests cannot both act), and records itself
+//! in `compute_operations`; the host work runs in a task; the end state is
+//! written and the operation row removed. A process that dies in between
+//! leaves the operation row behind, and the reconciler of the next start
+//! finishes or rolls it back.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::hypervisor::{
+    ConfigDrive, DiskFormat, ImageSource, InstanceMetadata, PowerOff, PowerState, RebootKind,
+    ServerSpec,
+};
+use base64::Engine as _;
+use store::Row;
+
+use crate::db::instances::{self as idb, Instance};
+use crate::error::{Error, Result};
+use crate::hosts::Host;
+use crate::scheduler::RequestSpec;
+use crate::Compute;
+
+/// Nova's power_state integers.
+pub mod power {
+    pub const NOSTATE: i64 = 0;
+    pub const RUNNING: i64 = 1;
+    pub const PAUSED: i64 = 3;
+    pub const SHUTDOWN: i64 = 4;
+}
+
+/// A power action on a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerAction {
+    Start,
+    Stop,
+    RebootSoft,
+    RebootHard,
+    Pause,
+    Unpause,
+    Suspend,
+    Resume,
+}
+
+impl PowerAction {
+    /// (API action name, vm_states allowed, task_state while it runs,
+    /// instance action name)
+    fn rules(
+        self,
+    ) -> (
+        &'static str,
+        &'static [&'static str],
+        &'static str,
+        &'static str,
+    ) {
+        match self {
+            PowerAction::Start => ("start", &["stopped"], "powering-on", "start"),
+            PowerAction::Stop => ("stop", &["active", "error"], "powering-off", "stop"),
+            PowerAction::RebootSoft => ("reboot", &["active"], "rebooting", "reboot"),
+            PowerAction::RebootHard => (
+                "reboot",
+                &["active", "stopped", "paused", "suspended", "error"],
+                "rebooting_hard",
+                "reboot",
+            ),
+            PowerAction::Pause => ("pause", &["active"], "pausing", "pause"),
+            PowerAction::Unpause => ("unpause", &["paused"], "unpausing", "unpause"),
+            PowerAction::Suspend => ("suspend", &["active"], "suspending", "suspend"),
+            PowerAction::Resume => ("resume", &["suspended"], "resuming", "resume"),
+        }
+    }
+}
+
+fn nova_power(s: PowerState) -> i64 {
+    s.nova_power_state() as i64
+}
+
+impl Compute {
+    /// The host a server runs on, when this process drives it.
+    fn host_of(&self, inst: &Instance) -> Result<Arc<Host>> {
+        let name = inst
+            .host
+            .as_deref()
+            .ok_or_else(|| Error::conflict(format!("Instance {} is not on a host.", inst.id)))?;
+        self.hosts
+            .get(name)
+            .ok_or_else(|| Error::Unavailable(format!("Compute host {name} could not be found.")))
+    }
+
+    /// Records an operation in flight (for the reconciler).
+    pub(crate) async fn op_begin(&self, id: &str, op: &str, host: Option<&str>) -> Result<()> {
+        let now = store::now_micros();
+        store::sqlx::query(
+            "INSERT INTO compute_operations (instance_id, op, host, owner, heartbeat, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (instance_id) DO UPDATE SET op = $2, \
+             host = $3, owner = $4, heartbeat = $5",
+        )
+        .bind(id)
+        .bind(op)
+        .bind(host)
+        .bind(&self.owner)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn op_end(&self, id: &str) -> Result<()> {
+        store::sqlx::query("DELETE FROM compute_operations WHERE instance_id = $1")
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Makes the cached base image of `image_id` for the hosts of this
+    /// machine: a hard link to the image store's file (a copy when linking
+    /// is not possible). It is never written to.
+    async fn cached_image(&self, image_id: &str) -> Result<ImageSource> {
+        let img = image::db::images::image_get(&self.images.db, image_id)
+            .await?
+            .ok_or_else(|| Error::bad(format!("Image {image_id} could not be found.")))?;
+        let location = img
+            .row
+            .location
+            .clone()
+            .ok_or_else(|| Error::bad(format!("Image {image_id} has no data.")))?;
+        let src =
+            self.images.store.local_path(&location).ok_or_else(|| {
+                Error::internal(format!("image {image_id} is not on this machine"))
+            })?;
+        let format = match img.row.disk_format.as_deref() {
+            Some("qcow2") => DiskFormat::Qcow2,
+            _ => DiskFormat::Raw,
+        };
+        let base_dir = self.instances_dir().join("_base");
+        tokio::fs::create_dir_all(&base_dir).await?;
+        let dest = base_dir.join(image_id);
+        if tokio::fs::metadata(&dest).await.is_err() {
+            let tmp = base_dir.join(format!(".{image_id}.{}", uuid::Uuid::new_v4()));
+            if tokio::fs::hard_link(&src, &tmp).await.is_err() {
+                tokio::fs::copy(&src, &tmp).await?;
+            }
+            tokio::fs::rename(&tmp, &dest).await?;
+        }
+        Ok(ImageSource { path: dest, format })
+    }
+
+    pub fn instances_dir(&self) -> PathBuf {
+        self.cfg
+            .instances_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/var/lib/oxistack/instances"))
+    }
+
+    /// The config drive of a server (Nova's layout).
+    fn config_drive(&self, inst: &Instance) -> ConfigDrive {
+        let mut keys = BTreeMap::new();
+        if let (Some(name), Some(data)) = (&inst.key_name, &inst.key_data) {
+            keys.insert(name.clone(), data.clone());
+        }
+        let meta = InstanceMetadata {
+            uuid: uuid::Uuid::parse_str(&inst.id).unwrap_or_default(),
+            name: inst.name.clone(),
+            hostname: inst.hostname.clone(),
+            public_keys: keys,
+            availability_zone: inst.availability_zone.clone(),
+            project_id: Some(inst.project_id.clone()),
+            launch_index: inst.launch_index as u32,
+            meta: inst.metadata.clone(),
+        };
+        let user_data = inst
+            .user_data
+            .as_deref()
+            .and_then(|u| base64::engine::general_purpose::STANDARD.decode(u).ok());
+        ConfigDrive::new(&meta, user_data)
+    }
+
+    /// Builds a server that was recorded as `building`: schedule, claim,
+    /// define, start. Any failure leaves it in ERROR with a fault, its
+    /// allocation freed and nothing left on the host.
+    pub async fn build(self: &Arc<Self>, id: String, action_id: String) {
+        let started = store::now_micros();
+        let result = self.build_inner(&id).await;
+        let (outcome, host) = match result {
+            Ok(host) => ("Success", Some(host)),
+            Err((e, host)) => {
+                let message = match &e {
+                    Error::Internal(m) => m.clone(),
+                    other => other.to_string(),
+                };
+                tracing::warn!(server = %id, error = %message, "build failed");
+                if let Some(h) = host.as_deref().and_then(|h| self.hosts.get(h)) {
+                    if let Ok(uuid) = uuid::Uuid::parse_str(&id) {
+                        let _ = h.hv.delete(uuid).await;
+                    }
+                }
+                if let Err(e) = self.placement.free(&id).await {
+                    tracing::error!(server = %id, error = ?e, "freeing the allocation failed");
+                }
+                let code = if message.starts_with("No valid host") {
+                    500
+                } else {
+                    500
+                };
+                let _ = idb::add_fault(&self.db, &id, code, &message, "", host.as_deref()).await;
+                let _ = idb::set_state(&self.db, &id, &[], Some("error"), None, None).await;
+                ("Error", host)
+            }
+        };
+        let _ = idb::action_event(
+            &self.db,
+            &action_id,
+            "compute__do_build_and_run_instance",
+            started,
+            outcome,
+            None,
+            host.as_deref(),
+        )
+        .await;
+        let _ = self.op_end(&id).await;
+    }
+
+    async fn build_inner(&self, id: &str) -> std::result::Result<String, (Error, Option<String>)> {
+        let inst = idb::get(&self.db, id, false)
+            .await
+            .map_err(|e| (e.into(), None))?
+            .ok_or_else(|| (Error::server_not_found(id), None))?;
+        let spec: RequestSpec =
+            serde_json::from_value(inst.request_spec.clone()).unwrap_or_default();
+        let placed = self
+            .schedule(id, &inst.project_id, &inst.user_id, &inst.flavor, &spec)
+            .await
+            .map_err(|e| (e, None))?;
+        let host = placed.host.clone();
+        let fail = |e: Error| (e, Some(host.clone()));
+        let now = store::now_micros();
+        let moved = store::sqlx::query(
+            "UPDATE instances SET host = $2, node = $3, availability_zone = $4, \
+             task_state = 'spawning', updated_at = $5 WHERE id = $1 AND deleted_at IS NULL \
+             AND task_state = 'scheduling'",
+        )
+        .bind(id)
+        .bind(&placed.host)
+        .bind(&placed.host)
+        .bind(&placed.availability_zone)
+        .bind(now)
+        .execute(self.db.pool())
+        .await
+        .map_err(|e| fail(e.into()))?
+        .rows_affected();
+        if moved != 1 {
+            return Err(fail(Error::conflict(
+                "the server was deleted while building",
+            )));
+        }
+        self.op_begin(id, "build", Some(&host))
+            .await
+            .map_err(fail)?;
+        let h = self.hosts.get(&host).ok_or_else(|| {
+            fail(Error::Unavailable(format!(
+                "Compute host {host} could not be found."
+            )))
+        })?;
+        let image = if h.hv.kind() == "fake" {
+            ImageSource {
+                path: PathBuf::from(format!("/fake/images/{}", inst.image_ref)),
+                format: DiskFormat::Qcow2,
+            }
+        } else {
+            self.cached_image(&inst.image_ref).await.map_err(fail)?
+        };
+        let mut inst = inst;
+        inst.availability_zone = Some(placed.availability_zone.clone());
+        let server = ServerSpec {
+            id: uuid::Uuid::parse_str(id).map_err(|_| fail(Error::bad("bad id")))?,
+            name: inst.name.clone(),
+            hostname: inst.hostname.clone(),
+            vcpus: inst.flavor.vcpus as u32,
+            memory_mb: inst.flavor.memory_mb as u64,
+            root_gb: inst.flavor.root_gb as u64,
+            image,
+            nics: Vec::new(),
+            config_drive: Some(self.config_drive(&inst)),
+            console_log: None,
+        };
+        h.hv.define(server.clone()).await.map_err(|e| {
+            fail(Error::internal(format!(
+                "Build of instance {id} aborted: {e}"
+            )))
+        })?;
+        h.hv.power_on(server.id).await.map_err(|e| {
+            fail(Error::internal(format!(
+                "Build of instance {id} aborted: {e}"
+            )))
+        })?;
+        let done = store::sqlx::query(
+            "UPDATE instances SET vm_state = 'active', task_state = NULL, power_state = 1, \
+             launched_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL \
+             AND task_state = 'spawning'",
+        )
+        .bind(id)
+        .bind(store::now_micros())
+        .execute(self.db.pool())
+        .await
+        .map_err(|e| fail(e.into()))?
+        .rows_affected();
+        if done != 1 {
+            return Err(fail(Error::conflict(
+                "the server was deleted while building",
+            )));
+        }
+        Ok(host)
+    }
+
+    /// Checks and starts a power action; the host work runs in a task.
+    pub async fn power_action(
+        self: &Arc<Self>,
+        inst: &Instance,
+        action: PowerAction,
+        request_id: &str,
+        user: &str,
+        project: &str,
+    ) -> Result<()> {
+        let (name, allowed, task, action_name) = action.rules();
+        if !allowed.contains(&inst.vm_state.as_str()) {
+            return Err(Error::invalid_state(
+                "vm_state",
+                &inst.vm_state,
+                name,
+                &inst.id,
+            ));
+        }
+        if let Some(t) = &inst.task_state {
+            // Nova lets a hard reboot interrupt a soft one.
+            let rebooting = matches!(
+                t.as_str(),
+                "rebooting" | "reboot_pending" | "reboot_started"
+            );
+            if !(action == PowerAction::RebootHard && rebooting) {
+                return Err(Error::invalid_state("task_state", t, name, &inst.id));
+            }
+        }
+        let host = self.host_of(inst)?;
+        let expected: &[Option<&str>] = if action == PowerAction::RebootHard {
+            &[
+                None,
+                Some("rebooting"),
+                Some("reboot_pending"),
+                Some("reboot_started"),
+            ]
+        } else {
+            &[None]
+        };
+        if !idb::set_state(&self.db, &inst.id, expected, None, Some(task), None).await? {
+            return Err(Error::invalid_state(
+                "task_state",
+                "(changing)",
+                name,
+                &inst.id,
+            ));
+        }
+        let action_id =
+            idb::action_start(&self.db, &inst.id, action_name, request_id, user, project).await?;
+        self.op_begin(&inst.id, action_name, Some(&host.name))
+            .await?;
+        let this = self.clone();
+        let id = inst.id.clone();
+        tokio::spawn(async move {
+            this.run_power_action(host, id, action, action_id).await;
+        });
+        Ok(())
+    }
+
+    async fn run_power_action(
+        self: Arc<Self>,
+        host: Arc<Host>,
+        id: String,
+        action: PowerAction,
+        action_id: String,
+    ) {
+        let started = store::now_micros();
+        let Ok(uuid) = uuid::Uuid::parse_str(&id) else {
+            return;
+        };
+        let timeout = Duration::from_secs(self.cfg.shutdown_timeout_seconds);
+        let hv = &host.hv;
+        let r = match action {
+            PowerAction::Start => hv.power_on(uuid).await.map(|_| ("active", power::RUNNING)),
+            PowerAction::Stop => hv
+                .power_off(uuid, PowerOff::graceful(timeout))
+                .await
+                .map(|_| ("stopped", power::SHUTDOWN)),
+            PowerAction::RebootSoft => hv
+                .reboot(uuid, RebootKind::Soft { timeout })
+                .await
+                .map(|_| ("active", power::RUNNING)),
+            PowerAction::RebootHard => hv
+                .reboot(uuid, RebootKind::Hard)
+                .await
+                .map(|_| ("active", power::RUNNING)),
+            PowerAction::Pause => hv.pause(uuid).await.map(|_| ("paused", power::PAUSED)),
+            PowerAction::Unpause => hv.unpause(uuid).await.map(|_| ("active", power::RUNNING)),
+            PowerAction::Suspend => hv
+                .suspend(uuid)
+                .await
+                .map(|_| ("suspended", power::SHUTDOWN)),
+            PowerAction::Resume => hv.resume(uuid).await.map(|_| ("active", power::RUNNING)),
+        };
+        let (_, _, task, event) = action.rules();
+        let outcome = match r {
+            Ok((vm, p)) => {
+                let _ = idb::set_state(&self.db, &id, &[Some(task)], Some(vm), None, Some(p)).await;
+                "Success"
+            }
+            Err(e) => {
+                tracing::warn!(server = %id, error = %e, ?action, "power action failed");
+                // Back to what the hypervisor says, task cleared (as Nova's
+                // reverts_task_state does).
+                let state = hv.info(uuid).await.map(|i| i.state).ok();
+                let vm = match state {
+                    Some(s) if s.is_active() => None,
+                    Some(_) => Some("stopped"),
+                    None => None,
+                };
+                let _ = idb::set_state(
+                    &self.db,
+                    &id,
+                    &[Some(task)],
+                    vm,
+                    None,
+                    state.map(nova_power),
+                )
+                .await;
+                let _ =
+                    idb::add_fault(&self.db, &id, 500, &e.to_string(), "", Some(&host.name)).await;
+                "Error"
+            }
+        };
+        let _ = idb::action_event(
+            &self.db,
+            &action_id,
+            &format!("compute_{event}_instance"),
+            started,
+            outcome,
+            None,
+            Some(&host.name),
+        )
+        .await;
+        let _ = self.op_end(&id).await;
+    }
+
+    /// Deletes a server: marks it deleting, removes it from its host,
+    /// frees its allocation, soft-deletes the row.
+    pub async fn delete_server(
+        self: &Arc<Self>,
+        inst: &Instance,
+        request_id: &str,
+        user: &str,
+    ) -> Result<()> {
+        if inst.task_state.as_deref() == Some("deleting") {
+            return Ok(());
+        }
+        store::sqlx::query(
+            "UPDATE instances SET task_state = 'deleting', updated_at = $2 WHERE id = $1 \
+             AND deleted_at IS NULL",
+        )
+        .bind(&inst.id)
+        .bind(store::now_micros())
+        .execute(self.db.pool())
+        .await?;
+        let action_id = idb::action_start(
+            &self.db,
+            &inst.id,
+            "delete",
+            request_id,
+            user,
+            &inst.project_id,
+        )
+        .await?;
+        self.op_begin(&inst.id, "delete", inst.host.as_deref())
+            .await?;
+        let this = self.clone();
+        let inst = inst.clone();
+        tokio::spawn(async move {
+            let started = store::now_micros();
+            let outcome = match this.finish_delete(&inst).await {
+                Ok(()) => "Success",
+                Err(e) => {
+                    tracing::error!(server = %inst.id, error = %e, "delete failed");
+                    let _ = idb::set_state(
+                        &this.db,
+                        &inst.id,
+                        &[Some("deleting")],
+                        Some("error"),
+                        None,
+                        None,
+                    )
+                    .await;
+                    "Error"
+                }
+            };
+            let _ = idb::action_event(
+                &this.db,
+                &action_id,
+                "compute_terminate_instance",
+                started,
+                outcome,
+                None,
+                inst.host.as_deref(),
+            )
+            .await;
+            let _ = this.op_end(&inst.id).await;
+        });
+        Ok(())
+    }
+
+    /// The host side of a delete, then the records. Safe to repeat.
+    pub async fn finish_delete(&self, inst: &Instance) -> Result<()> {
+        if let Some(h) = inst.host.as_deref().and_then(|h| self.hosts.get(h)) {
+            if let Ok(uuid) = uuid::Uuid::parse_str(&inst.id) {
+                match h.hv.delete(uuid).await {
+                    Ok(()) | Err(agent::hypervisor::Error::NotFound(_)) => {}
+                    Err(e) => return Err(Error::internal(format!("delete on host: {e}"))),
+                }
+            }
+        }
+        self.placement.free(&inst.id).await?;
+        let now = store::now_micros();
+        store::sqlx::query(
+            "UPDATE instances SET vm_state = 'deleted', task_state = NULL, power_state = 0, \
+             terminated_at = $2, deleted_at = $2, updated_at = $2 WHERE id = $1",
+        )
+        .bind(&inst.id)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
+        store::sqlx::query("DELETE FROM server_group_members WHERE instance_id = $1")
+            .bind(&inst.id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Follows a host's lifecycle events: a server that stopped without
+    /// being asked to becomes SHUTOFF at once (Nova's power-state sync).
+    pub fn watch_events(self: &Arc<Self>, host: Arc<Host>) {
+        let mut rx = host.hv.events();
+        let weak = Arc::downgrade(self);
+        let mut stop = self.stopping();
+        tokio::spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    ev = rx.recv() => ev,
+                    _ = stop.changed() => return,
+                };
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                };
+                let Some(this) = weak.upgrade() else { return };
+                let id = ev.id.to_string();
+                let p = nova_power(ev.state);
+                if matches!(ev.state, PowerState::Shutoff | PowerState::Crashed) {
+                    // Only a server that is not in an operation: one that is
+                    // being stopped gets its state from the operation.
+                    let _ = idb::set_state(&this.db, &id, &[None], Some("stopped"), None, Some(p))
+                        .await;
+                    let vm_active = store::sqlx::query(
+                        "UPDATE instances SET vm_state = 'stopped', power_state = $2, updated_at = $3 \
+                         WHERE id = $1 AND task_state IS NULL AND vm_state IN ('active', 'paused')",
+                    )
+                    .bind(&id)
+                    .bind(p)
+                    .bind(store::now_micros())
+                    .execute(this.db.pool())
+                    .await;
+                    if let Err(e) = vm_active {
+                        tracing::warn!(server = %id, error = %e, "power sync failed");
+                    }
+                    tracing::info!(server = %id, reason = %ev.reason, "server stopped on its own");
+                }
+            }
+        });
+    }
+
+    /// At start-up: re-adopts the servers still running on this process's
+    /// hosts, and finishes or rolls back operations a previous process left
+    /// half done.
+    pub async fn reconcile(self: &Arc<Self>) -> Result<()> {
+        for h in self.hosts.all() {
+            let found =
+                h.hv.adopt()
+                    .await
+                    .map_err(|e| Error::internal(format!("adopt on {}: {e}", h.name)))?;
+            let on_host: BTreeMap<String, PowerState> =
+                found.iter().map(|s| (s.id.to_string(), s.state)).collect();
+            for inst in idb::on_host(&self.db, &h.name).await? {
+                let state = on_host.get(&inst.id).copied();
+                let op =
+                    store::sqlx::query("SELECT op FROM compute_operations WHERE instance_id = $1")
+                        .bind(&inst.id)
+                        .fetch_optional(self.db.pool())
+                        .await?;
+                let interrupted = op.is_some() || inst.task_state.is_some();
+                if inst.task_state.as_deref() == Some("deleting") {
+                    self.finish_delete(&inst).await?;
+                    self.op_end(&inst.id).await?;
+                    continue;
+                }
+                if inst.vm_state == "building" {
+                    // An interrupted create: nothing may be left behind.
+                    if let Ok(uuid) = uuid::Uuid::parse_str(&inst.id) {
+                        let _ = h.hv.delete(uuid).await;
+                    }
+                    self.placement.free(&inst.id).await?;
+                    idb::add_fault(
+                        &self.db,
+                        &inst.id,
+                        500,
+                        "Build of instance was interrupted by a restart of the control plane.",
+                        "",
+                        Some(&h.name),
+                    )
+                    .await?;
+                    idb::set_state(&self.db, &inst.id, &[], Some("error"), None, Some(0)).await?;
+                    self.op_end(&inst.id).await?;
+                    continue;
+                }
+                let (vm, p) = match state {
+                    Some(s) if s == PowerState::Paused => (Some("paused"), nova_power(s)),
+                    Some(s) if s.is_active() => (Some("active"), nova_power(s)),
+                    Some(PowerState::Suspended) => {
+                        (Some("suspended"), nova_power(PowerState::Suspended))
+                    }
+                    Some(s) => (
+                        (inst.vm_state != "error").then_some("stopped"),
+                        nova_power(s),
+                    ),
+                    None => (Some("error"), 0),
+                };
+                if interrupted || Some(inst.vm_state.as_str()) != vm || inst.power_state != p {
+                    tracing::info!(server = %inst.id, ?vm, power = p, interrupted, "reconciled");
+                    idb::set_state(&self.db, &inst.id, &[], vm, None, Some(p)).await?;
+                    if state.is_none() && vm == Some("error") {
+                        idb::add_fault(
+                            &self.db,
+                            &inst.id,
+                            500,
+                            "The server is not on its host any more.",
+                            "",
+                            Some(&h.name),
+                        )
+                        .await?;
+                    }
+                }
+                self.op_end(&inst.id).await?;
+            }
+        }
+        // Servers still recorded as building without a host: their
+        // scheduling was interrupted.
+        let rows = store::sqlx::query(&format!(
+            "SELECT {} FROM instances WHERE vm_state = 'building' AND host IS NULL \
+             AND deleted_at IS NULL",
+            idb::COLS
+        ))
+        .fetch_all(self.db.pool())
+        .await?;
+        let fresh = store::now_micros()
+            - (self.cfg.service_down_time_seconds as i64).saturating_mul(1_000_000);
+        for r in rows {
+            let inst = idb::from_row(&r)?;
+            let op = store::sqlx::query(
+                "SELECT owner, heartbeat FROM compute_operations WHERE instance_id = $1",
+            )
+            .bind(&inst.id)
+            .fetch_optional(self.db.pool())
+            .await?;
+            if let Some(op) = op {
+                let owner: String = op.try_get(0)?;
+                let beat: i64 = op.try_get(1)?;
+                if owner != self.owner && beat >= fresh {
+                    continue; // another live process is scheduling it
+                }
+            }
+            self.placement.free(&inst.id).await?;
+            idb::add_fault(
+                &self.db,
+                &inst.id,
+                500,
+                "Scheduling was interrupted.",
+                "",
+                None,
+            )
+            .await?;
+            idb::set_state(&self.db, &inst.id, &[], Some("error"), None, Some(0)).await?;
+            self.op_end(&inst.id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A validated create request (from the API).
+#[derive(Clone, Debug)]
+pub struct CreateRequest {
+    pub name: String,
+    pub flavor_id: String,
+    pub image_ref: String,
+    pub key_name: Option<String>,
+    pub user_data: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub min_count: i64,
+    pub max_count: i64,
+    pub spec: RequestSpec,
+    pub access_ip_v4: Option<String>,
+    pub access_ip_v6: Option<String>,
+}
+
+impl Compute {
+    /// Checks a create against flavor, image, key pair and quota, records
+    /// the servers as BUILD and starts building them. Returns the servers
+    /// and the reservation id.
+    pub async fn create_servers(
+        self: &Arc<Self>,
+        caller: &crate::Caller,
+        req: CreateRequest,
+        request_id: &str,
+    ) -> Result<(Vec<Instance>, String)> {
+        let project = caller.project().to_string();
+        let user = caller.user().to_string();
+        let flavor = crate::db::flavors::flavor_get(&self.db, &req.flavor_id)
+            .await?
+            .filter(|f| !f.disabled)
+            .ok_or_else(|| Error::bad(format!("Flavor {} could not be found.", req.flavor_id)))?;
+        if !caller.is_admin
+            && !crate::db::flavors::flavor_accessible(&self.db, &flavor, &project).await?
+        {
+            return Err(Error::bad(format!(
+                "Flavor {} could not be found.",
+                req.flavor_id
+            )));
+        }
+        // The image: visible to the caller, active, and small enough.
+        let img = image::db::images::image_get(&self.images.db, &req.image_ref)
+            .await?
+            .filter(|i| {
+                let r = &i.row;
+                caller.is_admin
+                    || matches!(r.visibility.as_str(), "public" | "community")
+                    || r.owner.as_deref() == Some(project.as_str())
+                    || r.visibility == "shared"
+            })
+            .ok_or_else(|| Error::bad(format!("Image {} could not be found.", req.image_ref)))?;
+        if img.row.status != "active" {
+            return Err(Error::bad(format!(
+                "Image {} is not active.",
+                req.image_ref
+            )));
+        }
+        const GIB: i64 = 1 << 30;
+        let size = img.row.size.unwrap_or(0);
+        let vsize = img.row.virtual_size.unwrap_or(size);
+        if flavor.root_gb > 0 {
+            if flavor.root_gb * GIB < size.max(vsize) {
+                return Err(Error::bad(format!(
+                    "Flavor's disk is too small for requested image. Flavor disk is {} bytes, image is {} bytes.",
+                    flavor.root_gb * GIB,
+                    size.max(vsize)
+                )));
+            }
+            if flavor.root_gb < img.row.min_disk {
+                return Err(Error::bad(format!(
+                    "Flavor's disk is smaller than the minimum size specified in image metadata. Flavor disk is {} bytes, minimum size is {} bytes.",
+                    flavor.root_gb * GIB,
+                    img.row.min_disk * GIB
+                )));
+            }
+        }
+        if flavor.memory_mb < img.row.min_ram {
+            return Err(Error::bad(
+                "Flavor's memory is too small for requested image.",
+            ));
+        }
+        let mut spec = req.spec.clone();
+        for (k, v) in &img.properties {
+            if let (Some(t), Some(v)) = (k.strip_prefix("trait:"), v.as_deref()) {
+                match v {
+                    "required" => spec.image_required.push(t.to_string()),
+                    "forbidden" => spec.image_forbidden.push(t.to_string()),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(g) = &spec.group {
+            let found = store::sqlx::query("SELECT project_id FROM server_groups WHERE id = $1")
+                .bind(g)
+                .fetch_optional(self.db.pool())
+                .await?;
+            match found {
+                Some(r) if caller.is_admin || r.try_get::<String, _>(0)? == project => {}
+                _ => return Err(Error::bad(format!("Invalid server group {g}"))),
+            }
+        }
+        // The key pair.
+        let key_data = match &req.key_name {
+            Some(k) => {
+                let row = store::sqlx::query(
+                    "SELECT public_key FROM keypairs WHERE user_id = $1 AND name = $2",
+                )
+                .bind(&user)
+                .bind(k)
+                .fetch_optional(self.db.pool())
+                .await?;
+                match row {
+                    Some(r) => Some(r.try_get::<String, _>(0)?),
+                    None => return Err(Error::bad("Invalid key_name provided.")),
+                }
+            }
+            None => None,
+        };
+        let count = self
+            .allowed_count(&project, &user, &flavor, req.min_count, req.max_count)
+            .await?;
+        let reservation_id = format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let now = store::now_micros();
+        let mut created = Vec::new();
+        let mut tx = self.db.write().await?;
+        for n in 0..count {
+            let id = uuid::Uuid::new_v4().to_string();
+            let name = if count > 1 {
+                format!("{}-{}", req.name, n + 1)
+            } else {
+                req.name.clone()
+            };
+            let inst = Instance {
+                id: id.clone(),
+                hostname: crate::api::servers::hostname_from(&name),
+                name,
+                project_id: project.clone(),
+                user_id: user.clone(),
+                host: None,
+                node: None,
+                availability_zone: spec.availability_zone.clone(),
+                flavor: flavor.clone(),
+                old_flavor: None,
+                image_ref: req.image_ref.clone(),
+                key_name: req.key_name.clone(),
+                key_data: key_data.clone(),
+                user_data: req.user_data.clone(),
+                config_drive: "True".into(),
+                description: req.description.clone(),
+                access_ip_v4: req.access_ip_v4.clone(),
+                access_ip_v6: req.access_ip_v6.clone(),
+                vm_state: "building".into(),
+                task_state: Some("scheduling".into()),
+                power_state: power::NOSTATE,
+                progress: 0,
+                locked_by: None,
+                locked_reason: None,
+                reservation_id: reservation_id.clone(),
+                launch_index: n,
+                request_spec: serde_json::to_value(&spec)?,
+                system_metadata: serde_json::json!({}),
+                launched_at: None,
+                terminated_at: None,
+                created_at: now + n,
+                updated_at: now,
+                deleted_at: None,
+                metadata: req.metadata.clone(),
+                tags: req.tags.clone(),
+            };
+            idb::insert(&mut tx.tx, &inst).await?;
+            if let Some(g) = &spec.group {
+                store::sqlx::query(
+                    "INSERT INTO server_group_members (group_id, instance_id) VALUES ($1, $2)",
+                )
+                .bind(g)
+                .bind(&id)
+                .execute(&mut *tx.tx)
+                .await?;
+            }
+            store::sqlx::query(
+                "INSERT INTO compute_operations (instance_id, op, owner, heartbeat, created_at) \
+                 VALUES ($1, 'build', $2, $3, $3)",
+            )
+            .bind(&id)
+            .bind(&self.owner)
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?;
+            created.push(inst);
+        }
+        tx.commit().await?;
+        for inst in &created {
+            let action_id =
+                idb::action_start(&self.db, &inst.id, "create", request_id, &user, &project)
+                    .await?;
+            let this = self.clone();
+            let id = inst.id.clone();
+            tokio::spawn(async move { this.build(id, action_id).await });
+        }
+        Ok((created, reservation_id))
+    }
+
+    /// How many servers of `min..=max` the quota allows (Nova builds as
+    /// many as fit, and refuses when not even `min` does).
+    async fn allowed_count(
+        &self,
+        project: &str,
+        user: &str,
+        flavor: &crate::db::flavors::Flavor,
+        min: i64,
+        max: i64,
+    ) -> Result<i64> {
+        let _ = user;
+        let row = store::sqlx::query(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(vcpus), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(memory_mb), 0) AS BIGINT) FROM instances \
+             WHERE project_id = $1 AND deleted_at IS NULL",
+        )
+        .bind(project)
+        .fetch_one(self.db.pool())
+        .await?;
+        let used = [
+            (
+                "instances",
+                row.try_get::<i64, _>(0)?,
+                1,
+                self.cfg.quota_instances,
+            ),
+            (
+                "cores",
+                row.try_get::<i64, _>(1)?,
+                flavor.vcpus,
+                self.cfg.quota_cores,
+            ),
+            (
+                "ram",
+                row.try_get::<i64, _>(2)?,
+                flavor.memory_mb,
+                self.cfg.quota_ram,
+            ),
+        ];
+        let mut fit = max;
+        for (_, used, each, limit) in used {
+            if limit >= 0 && each > 0 {
+                fit = fit.min((limit - used).max(0) / each);
+            }
+        }
+        if fit < min {
+            let mut over = Vec::new();
+            let mut detail = Vec::new();
+            for (name, used, each, limit) in used {
+                if limit >= 0 && used + each * min > limit {
+                    over.push(name);
+                    detail.push(format!(
+                        "Requested {}, but already used {used} of {limit} {name}",
+                        each * min
+                    ));
+                }
+            }
+            return Err(Error::forbidden(format!(
+                "Quota exceeded for {}: {}",
+                over.join(", "),
+                detail.join(", ")
+            )));
+        }
+        Ok(fit.max(min))
+    }
+
+    /// The serial console log (the last `length` lines when given).
+    pub async fn console_output(&self, inst: &Instance, length: Option<usize>) -> Result<String> {
+        if inst.vm_state == "building" || inst.host.is_none() {
+            return Err(Error::conflict(format!(
+                "Instance {} has not been created yet or is being built.",
+                inst.id
+            )));
+        }
+        let host = self.host_of(inst)?;
+        let uuid =
+            uuid::Uuid::parse_str(&inst.id).map_err(|_| Error::server_not_found(&inst.id))?;
+        host.hv
+            .console_log(uuid, length)
+            .await
+            .map_err(|e| Error::internal(format!("console log: {e}")))
+    }
+
+    /// The server groups a server is in.
+    pub async fn groups_of(&self, id: &str) -> Result<Vec<String>> {
+        let rows =
+            store::sqlx::query("SELECT group_id FROM server_group_members WHERE instance_id = $1")
+                .bind(id)
+                .fetch_all(self.db.pool())
+                .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(Error::from))
+            .collect()
+    }
+}

@@ -1,0 +1,499 @@
+//! Compute (Nova v2.1) over HTTP with the fake hypervisor, on SQLite and
+//! PostgreSQL: version discovery, microversions, the server life cycle,
+//! scheduling through placement, hypervisors and services.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Cloud, Engine};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+async fn nova(
+    c: &Cloud,
+    method: Method,
+    path: &str,
+    token: &str,
+    version: &str,
+    body: Option<Value>,
+) -> common::Reply {
+    let mut rb = reqwest::Client::new()
+        .request(method, format!("{}/compute/v2.1{path}", c.url))
+        .header("X-Auth-Token", token)
+        .header("OpenStack-API-Version", format!("compute {version}"));
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let res = rb.send().await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.bytes().await.unwrap();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    common::Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Inserts a flavor row (the flavor API has its own tests).
+async fn flavor(c: &Cloud, id: &str, vcpus: i64, ram: i64, disk: i64) {
+    let db = store::Db::connect(&c.db_url, 2).await.unwrap();
+    store::sqlx::query(
+        "INSERT INTO flavors (id, name, vcpus, memory_mb, root_gb, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 0)",
+    )
+    .bind(id)
+    .bind(format!("f-{id}"))
+    .bind(vcpus)
+    .bind(ram)
+    .bind(disk)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    db.close().await;
+}
+
+/// Registers an active public image with a few bytes of data.
+async fn image(c: &Cloud, token: &str) -> String {
+    let r = c
+        .post(
+            "/image/v2/images",
+            token,
+            json!({"name": "img", "disk_format": "raw", "container_format": "bare", "visibility": "public"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let res = reqwest::Client::new()
+        .put(format!("{}/image/v2/images/{id}/file", c.url))
+        .header("X-Auth-Token", token)
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![0u8; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    id
+}
+
+async fn wait_status(c: &Cloud, token: &str, id: &str, want: &str) -> Value {
+    for _ in 0..200 {
+        let r = nova(
+            c,
+            Method::GET,
+            &format!("/servers/{id}"),
+            token,
+            "2.79",
+            None,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let s = r.body["server"].clone();
+        if s["status"] == want && s["OS-EXT-STS:task_state"].is_null() {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("server {id} never reached {want}");
+}
+
+async fn scenario(engine: Engine) {
+    let Some(c) = Cloud::start_with(engine, |cfg| {
+        cfg.compute.fake_hosts = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let admin = c.admin_token().await;
+
+    // Version discovery.
+    let r = c.get("/compute", "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v21 = &r.body["versions"][1];
+    assert_eq!(v21["id"], "v2.1");
+    assert_eq!(v21["version"], "2.79");
+    assert_eq!(v21["min_version"], "2.1");
+    let r = c.get("/compute/v2.1", "").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = c.get("/compute/v2.1", &admin).await;
+    assert_eq!(r.body["version"]["status"], "CURRENT");
+
+    // Microversion negotiation.
+    let r = nova(&c, Method::GET, "/servers", &admin, "2.80", None).await;
+    assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE);
+    assert_eq!(r.body["computeFault"]["code"], 406);
+    let r = nova(&c, Method::GET, "/servers", &admin, "2.x", None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = nova(&c, Method::GET, "/servers", &admin, "latest", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("openstack-api-version").unwrap(), "compute 2.79");
+    assert_eq!(r.header("x-openstack-nova-api-version").unwrap(), "2.79");
+
+    // Hosts: three fake hypervisors, up and enabled, each a provider.
+    let r = nova(
+        &c,
+        Method::GET,
+        "/os-hypervisors/detail",
+        &admin,
+        "2.79",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let hv = r.body["hypervisors"].as_array().unwrap();
+    assert_eq!(hv.len(), 3);
+    assert!(hv
+        .iter()
+        .all(|h| h["state"] == "up" && h["status"] == "enabled"));
+    let r = nova(
+        &c,
+        Method::GET,
+        "/os-services?binary=nova-compute",
+        &admin,
+        "2.79",
+        None,
+    )
+    .await;
+    assert_eq!(r.body["services"].as_array().unwrap().len(), 3);
+
+    flavor(&c, "1", 1, 512, 1).await;
+    let img = image(&c, &admin).await;
+
+    // Bad input.
+    let create = |flavor: &str, image: &str| json!({"server": {"name": "vm", "flavorRef": flavor, "imageRef": image, "networks": "none"}});
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &admin,
+        "2.79",
+        Some(create("nope", &img)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        "Flavor nope could not be found."
+    );
+    let missing = "6f0d3a4e-1b2c-4d5e-8f90-123456789abc".to_string();
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &admin,
+        "2.79",
+        Some(create("1", &missing)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        format!("Image {missing} could not be found.")
+    );
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &admin,
+        "2.79",
+        Some(json!({"server": {"name": "vm", "flavorRef": "1", "imageRef": img}})),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "networks is required from 2.37"
+    );
+    let r = nova(&c, Method::POST, "/servers", &admin, "2.79", Some(json!({"server": {"name": "vm", "flavorRef": "1", "imageRef": img, "networks": "none", "key_name": "nokey"}}))).await;
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        "Invalid key_name provided."
+    );
+
+    // Create, and the life cycle.
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &admin,
+        "2.79",
+        Some(create("1", &img)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let id = r.body["server"]["id"].as_str().unwrap().to_string();
+    assert!(r.body["server"]["adminPass"].is_string());
+    let s = wait_status(&c, &admin, &id, "ACTIVE").await;
+    assert_eq!(s["OS-EXT-STS:power_state"], 1);
+    assert_eq!(s["flavor"]["original_name"], "f-1");
+    assert!(s["OS-EXT-SRV-ATTR:host"]
+        .as_str()
+        .unwrap()
+        .starts_with("fake-host-"));
+    assert!(!s["hostId"].as_str().unwrap().is_empty());
+    assert_eq!(s["OS-EXT-AZ:availability_zone"], "nova");
+    // Its allocation is in placement.
+    let alloc = c.get(&format!("/placement/allocations/{id}"), &admin).await;
+    let allocs = alloc.body["allocations"].as_object().unwrap();
+    assert_eq!(allocs.len(), 1);
+    let res = &allocs.values().next().unwrap()["resources"];
+    assert_eq!(res["VCPU"], 1);
+    assert_eq!(res["MEMORY_MB"], 512);
+
+    // Starting a running server is refused as Nova does.
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &admin,
+        "2.79",
+        Some(json!({"os-start": null})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(
+        r.body["conflictingRequest"]["message"],
+        format!("Cannot 'start' instance {id} while it is in vm_state active")
+    );
+    for (action, status) in [
+        (json!({"os-stop": null}), "SHUTOFF"),
+        (json!({"os-start": null}), "ACTIVE"),
+        (json!({"reboot": {"type": "HARD"}}), "ACTIVE"),
+        (json!({"pause": null}), "PAUSED"),
+        (json!({"unpause": null}), "ACTIVE"),
+        (json!({"suspend": null}), "SUSPENDED"),
+        (json!({"resume": null}), "ACTIVE"),
+    ] {
+        let r = nova(
+            &c,
+            Method::POST,
+            &format!("/servers/{id}/action"),
+            &admin,
+            "2.79",
+            Some(action.clone()),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{action}: {:?}", r.body);
+        wait_status(&c, &admin, &id, status).await;
+    }
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &admin,
+        "2.79",
+        Some(json!({"reboot": {"type": "sideways"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // Lock with a reason (2.73).
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &admin,
+        "2.79",
+        Some(json!({"lock": {"locked_reason": "maintenance"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let s = wait_status(&c, &admin, &id, "ACTIVE").await;
+    assert_eq!(s["locked"], true);
+    assert_eq!(s["locked_reason"], "maintenance");
+    nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &admin,
+        "2.79",
+        Some(json!({"unlock": null})),
+    )
+    .await;
+
+    // Lists.
+    let r = nova(&c, Method::GET, "/servers", &admin, "2.79", None).await;
+    assert_eq!(r.body["servers"].as_array().unwrap().len(), 1);
+    let r = nova(
+        &c,
+        Method::GET,
+        "/servers/detail?status=SHUTOFF",
+        &admin,
+        "2.79",
+        None,
+    )
+    .await;
+    assert_eq!(r.body["servers"].as_array().unwrap().len(), 0);
+    let r = nova(
+        &c,
+        Method::GET,
+        "/servers/detail?name=^v",
+        &admin,
+        "2.79",
+        None,
+    )
+    .await;
+    assert_eq!(r.body["servers"].as_array().unwrap().len(), 1);
+    // The flavor as a link before 2.47.
+    let r = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{id}"),
+        &admin,
+        "2.46",
+        None,
+    )
+    .await;
+    assert_eq!(r.body["server"]["flavor"]["id"], "1");
+    assert!(r.body["server"].get("tags").is_some());
+    let r = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{id}"),
+        &admin,
+        "2.1",
+        None,
+    )
+    .await;
+    assert!(r.body["server"].get("tags").is_none());
+    assert!(r.body["server"].get("locked").is_none());
+
+    // Several at once, and paging.
+    let r = nova(&c, Method::POST, "/servers", &admin, "2.79", Some(json!({"server": {"name": "many", "flavorRef": "1", "imageRef": img, "networks": "none", "min_count": 3, "return_reservation_id": true}}))).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let rid = r.body["reservation_id"].as_str().unwrap().to_string();
+    let r = nova(
+        &c,
+        Method::GET,
+        &format!("/servers?reservation_id={rid}"),
+        &admin,
+        "2.79",
+        None,
+    )
+    .await;
+    assert_eq!(r.body["servers"].as_array().unwrap().len(), 3);
+    let r = nova(&c, Method::GET, "/servers?limit=2", &admin, "2.79", None).await;
+    assert_eq!(r.body["servers"].as_array().unwrap().len(), 2);
+    let next = r.body["servers_links"][0]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let next_path = next.split("/v2.1").nth(1).unwrap().to_string();
+    let r = nova(&c, Method::GET, &next_path, &admin, "2.79", None).await;
+    assert_eq!(r.body["servers"].as_array().unwrap().len(), 2);
+
+    // No valid host: a flavor bigger than any host.
+    flavor(&c, "huge", 1, 512, 5000).await;
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &admin,
+        "2.79",
+        Some(create("huge", &img)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let big = r.body["server"]["id"].as_str().unwrap().to_string();
+    let s = wait_status(&c, &admin, &big, "ERROR").await;
+    assert!(s["fault"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("No valid host was found."));
+    assert_eq!(s["fault"]["code"], 500);
+    let alloc = c
+        .get(&format!("/placement/allocations/{big}"), &admin)
+        .await;
+    assert_eq!(alloc.body["allocations"], json!({}));
+
+    // Delete frees the allocation and the server goes away.
+    let r = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{id}"),
+        &admin,
+        "2.79",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    for _ in 0..200 {
+        let r = nova(
+            &c,
+            Method::GET,
+            &format!("/servers/{id}"),
+            &admin,
+            "2.79",
+            None,
+        )
+        .await;
+        if r.status == StatusCode::NOT_FOUND {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let r = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{id}"),
+        &admin,
+        "2.79",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.body["itemNotFound"]["code"], 404);
+    let alloc = c.get(&format!("/placement/allocations/{id}"), &admin).await;
+    assert_eq!(alloc.body["allocations"], json!({}));
+
+    // Disabling a host's service keeps the scheduler away from it.
+    let r = nova(
+        &c,
+        Method::GET,
+        "/os-services?binary=nova-compute",
+        &admin,
+        "2.79",
+        None,
+    )
+    .await;
+    for s in r.body["services"].as_array().unwrap() {
+        let r = nova(
+            &c,
+            Method::PUT,
+            &format!("/os-services/{}", s["id"].as_str().unwrap()),
+            &admin,
+            "2.79",
+            Some(json!({"status": "disabled", "disabled_reason": "test"})),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["service"]["status"], "disabled");
+    }
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &admin,
+        "2.79",
+        Some(create("1", &img)),
+    )
+    .await;
+    let none = r.body["server"]["id"].as_str().unwrap().to_string();
+    wait_status(&c, &admin, &none, "ERROR").await;
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn compute_sqlite() {
+    scenario(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn compute_postgres() {
+    scenario(Engine::Postgres).await;
+}
