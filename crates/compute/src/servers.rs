@@ -204,11 +204,8 @@ impl Compute {
                 if let Err(e) = self.placement.free(&id).await {
                     tracing::error!(server = %id, error = ?e, "freeing the allocation failed");
                 }
-                let code = if message.starts_with("No valid host") {
-                    500
-                } else {
-                    500
-                };
+                // Nova records build failures (NoValidHost included) as 500.
+                let code = 500;
                 let _ = idb::add_fault(&self.db, &id, code, &message, "", host.as_deref()).await;
                 let _ = idb::set_state(&self.db, &id, &[], Some("error"), None, None).await;
                 ("Error", host)
@@ -602,7 +599,20 @@ impl Compute {
                     .map_err(|e| Error::internal(format!("adopt on {}: {e}", h.name)))?;
             let on_host: BTreeMap<String, PowerState> =
                 found.iter().map(|s| (s.id.to_string(), s.state)).collect();
-            for inst in idb::on_host(&self.db, &h.name).await? {
+            let known = idb::on_host(&self.db, &h.name).await?;
+            // Servers on the host that the database does not place there
+            // (deleted while the host was away): removed, as Nova's
+            // running-deleted cleanup does.
+            for s in &found {
+                let id = s.id.to_string();
+                if !known.iter().any(|i| i.id == id) {
+                    tracing::warn!(server = %id, host = %h.name, "removing a server the database does not know");
+                    if let Err(e) = h.hv.delete(s.id).await {
+                        tracing::error!(server = %id, error = %e, "removing an unknown server failed");
+                    }
+                }
+            }
+            for inst in known {
                 let state = on_host.get(&inst.id).copied();
                 let op =
                     store::sqlx::query("SELECT op FROM compute_operations WHERE instance_id = $1")

@@ -1,7 +1,7 @@
 //! Compute (Nova v2.1) over HTTP with the fake hypervisor, on SQLite and
 //! PostgreSQL: version discovery, microversions, the server life cycle,
 //! scheduling through placement, hypervisors and services.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -274,9 +274,9 @@ pub async fn service_delete(
         .fetch_one(state.db.pool())
         .await?;
         if row.try_get::<i64, _>(0)? > 0 {
-            return Err(Error::conflict(format!(
-                "Unable to delete compute service that is hosting instances. Migrate or delete the instances first."
-            )));
+            return Err(Error::conflict(
+                "Unable to delete compute service that is hosting instances. Migrate or delete the instances first.",
+            ));
         }
     }
     store::sqlx::query("DELETE FROM compute_services WHERE id = $1")

@@ -3,6 +3,7 @@
 //! The middleware here negotiates the microversion and stamps it on every
 //! versioned response; every fault is rendered by [`crate::Error`].
 
+mod actions;
 mod hosts;
 pub mod servers;
 mod versions;
@@ -140,6 +141,11 @@ pub fn router(state: Arc<Compute>) -> Router {
                 .delete(servers::delete),
         )
         .route("/servers/{id}/action", post(servers::action))
+        .route("/servers/{id}/os-instance-actions", get(actions::list))
+        .route(
+            "/servers/{id}/os-instance-actions/{request_id}",
+            get(actions::show),
+        )
         .route("/os-services", get(hosts::service_list))
         .route(
             "/os-services/{id}",

@@ -1132,13 +1132,15 @@ pub async fn action(
             let a = match kind.to_ascii_uppercase().as_str() {
                 "SOFT" => PowerAction::RebootSoft,
                 "HARD" => PowerAction::RebootHard,
-                _ => return Err(invalid(
-                    "type",
-                    &json!(kind),
-                    &format!(
+                _ => {
+                    return Err(invalid(
+                        "type",
+                        &json!(kind),
+                        &format!(
                         "'{kind}' is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']"
                     ),
-                )),
+                    ))
+                }
             };
             ("os_compute_api:servers:reboot", Some(a))
         }
