@@ -9,9 +9,12 @@
 //! a crash interrupted.
 
 pub mod api;
+pub mod bootstrap;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod extra_specs;
+pub mod keygen;
 pub mod microversion;
 pub mod policy;
 

@@ -3,6 +3,8 @@
 //! The middleware here negotiates the microversion and stamps it on every
 //! versioned response; every fault is rendered by [`crate::Error`].
 
+mod flavors;
+mod keypairs;
 mod versions;
 
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::Value;
 
@@ -130,6 +132,31 @@ async fn not_found() -> Error {
 pub fn router(state: Arc<Compute>) -> Router {
     let v21 = Router::new()
         .route("/", get(versions::show_v21))
+        .route("/flavors", get(flavors::index).post(flavors::create))
+        .route("/flavors/detail", get(flavors::detail))
+        .route(
+            "/flavors/{id}",
+            get(flavors::show)
+                .put(flavors::update)
+                .delete(flavors::delete),
+        )
+        .route("/flavors/{id}/action", post(flavors::action))
+        .route("/flavors/{id}/os-flavor-access", get(flavors::access_index))
+        .route(
+            "/flavors/{id}/os-extra_specs",
+            get(flavors::specs_index).post(flavors::specs_create),
+        )
+        .route(
+            "/flavors/{id}/os-extra_specs/{key}",
+            get(flavors::specs_show)
+                .put(flavors::specs_update)
+                .delete(flavors::specs_delete),
+        )
+        .route("/os-keypairs", get(keypairs::index).post(keypairs::create))
+        .route(
+            "/os-keypairs/{name}",
+            get(keypairs::show).delete(keypairs::delete),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn(versioned));
     Router::new()

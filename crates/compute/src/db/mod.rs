@@ -1,5 +1,6 @@
 //! SQL of the compute service, one module per resource family.
 
 pub mod flavors;
+pub mod keypairs;
 
 pub use store::{Db, Tx};
