@@ -22,7 +22,7 @@ fn target(user_id: &str) -> api_common::Target {
 }
 
 /// The first `user_id` of the query, honoured from 2.10 on.
-fn query_user<'a>(q: &'a [(String, String)], mv: Mv) -> Option<&'a str> {
+fn query_user(q: &[(String, String)], mv: Mv) -> Option<&str> {
     if !mv.at_least(10) {
         return None;
     }
