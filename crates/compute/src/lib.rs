@@ -9,10 +9,13 @@
 //! a crash interrupted.
 
 pub mod api;
+pub mod bootstrap;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod extra_specs;
 pub mod hosts;
+pub mod keygen;
 pub mod microversion;
 pub mod policy;
 pub mod scheduler;

@@ -242,6 +242,11 @@ async fn up(
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
     cloud::write_clouds_yaml(&clouds, &cfg, &password)?;
+    if let Some(compute) = &services.compute {
+        compute::bootstrap::ensure_default_flavors(compute)
+            .await
+            .map_err(|e| anyhow::anyhow!("default flavors: {e}"))?;
+    }
     if let Some(path) = guest_image {
         cloud::register_guest_image(&cfg, &db, &services, &path).await?;
     }

@@ -4,7 +4,9 @@
 //! versioned response; every fault is rendered by [`crate::Error`].
 
 mod actions;
+mod flavors;
 mod hosts;
+mod keypairs;
 pub mod servers;
 mod versions;
 
@@ -158,6 +160,31 @@ pub fn router(state: Arc<Compute>) -> Router {
             get(hosts::hypervisor_statistics),
         )
         .route("/os-hypervisors/{id}", get(hosts::hypervisor_show))
+        .route("/flavors", get(flavors::index).post(flavors::create))
+        .route("/flavors/detail", get(flavors::detail))
+        .route(
+            "/flavors/{id}",
+            get(flavors::show)
+                .put(flavors::update)
+                .delete(flavors::delete),
+        )
+        .route("/flavors/{id}/action", post(flavors::action))
+        .route("/flavors/{id}/os-flavor-access", get(flavors::access_index))
+        .route(
+            "/flavors/{id}/os-extra_specs",
+            get(flavors::specs_index).post(flavors::specs_create),
+        )
+        .route(
+            "/flavors/{id}/os-extra_specs/{key}",
+            get(flavors::specs_show)
+                .put(flavors::specs_update)
+                .delete(flavors::specs_delete),
+        )
+        .route("/os-keypairs", get(keypairs::index).post(keypairs::create))
+        .route(
+            "/os-keypairs/{name}",
+            get(keypairs::show).delete(keypairs::delete),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn(versioned));
     Router::new()

@@ -2,5 +2,6 @@
 
 pub mod flavors;
 pub mod instances;
+pub mod keypairs;
 
 pub use store::{Db, Tx};
