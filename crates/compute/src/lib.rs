@@ -14,6 +14,7 @@ pub mod db;
 pub mod error;
 pub mod microversion;
 pub mod policy;
+pub mod quota;
 
 use std::sync::Arc;
 

@@ -1,5 +1,8 @@
 //! SQL of the compute service, one module per resource family.
 
+pub mod aggregates;
 pub mod flavors;
+pub mod quotas;
+pub mod server_groups;
 
 pub use store::{Db, Tx};
