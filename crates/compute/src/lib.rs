@@ -18,6 +18,7 @@ pub mod hosts;
 pub mod keygen;
 pub mod microversion;
 pub mod policy;
+pub mod quota;
 pub mod scheduler;
 pub mod servers;
 

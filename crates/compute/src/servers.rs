@@ -837,9 +837,22 @@ impl Compute {
             }
             None => None,
         };
-        let count = self
-            .allowed_count(&project, &user, &flavor, req.min_count, req.max_count)
+        crate::quota::check_metadata_items(self, &project, &user, req.metadata.len() as i64)
             .await?;
+        if let Some(g) = &spec.group {
+            crate::quota::check_server_group_members(self, &project, &user, g, req.max_count)
+                .await?;
+        }
+        let count = crate::quota::check_num_instances(
+            self,
+            &project,
+            &user,
+            flavor.vcpus,
+            flavor.memory_mb,
+            req.min_count,
+            req.max_count,
+        )
+        .await?;
         let reservation_id = format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let now = store::now_micros();
         let mut created = Vec::new();
@@ -919,72 +932,6 @@ impl Compute {
             tokio::spawn(async move { this.build(id, action_id).await });
         }
         Ok((created, reservation_id))
-    }
-
-    /// How many servers of `min..=max` the quota allows (Nova builds as
-    /// many as fit, and refuses when not even `min` does).
-    async fn allowed_count(
-        &self,
-        project: &str,
-        user: &str,
-        flavor: &crate::db::flavors::Flavor,
-        min: i64,
-        max: i64,
-    ) -> Result<i64> {
-        let _ = user;
-        let row = store::sqlx::query(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(vcpus), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(memory_mb), 0) AS BIGINT) FROM instances \
-             WHERE project_id = $1 AND deleted_at IS NULL",
-        )
-        .bind(project)
-        .fetch_one(self.db.pool())
-        .await?;
-        let used = [
-            (
-                "instances",
-                row.try_get::<i64, _>(0)?,
-                1,
-                self.cfg.quota_instances,
-            ),
-            (
-                "cores",
-                row.try_get::<i64, _>(1)?,
-                flavor.vcpus,
-                self.cfg.quota_cores,
-            ),
-            (
-                "ram",
-                row.try_get::<i64, _>(2)?,
-                flavor.memory_mb,
-                self.cfg.quota_ram,
-            ),
-        ];
-        let mut fit = max;
-        for (_, used, each, limit) in used {
-            if limit >= 0 && each > 0 {
-                fit = fit.min((limit - used).max(0) / each);
-            }
-        }
-        if fit < min {
-            let mut over = Vec::new();
-            let mut detail = Vec::new();
-            for (name, used, each, limit) in used {
-                if limit >= 0 && used + each * min > limit {
-                    over.push(name);
-                    detail.push(format!(
-                        "Requested {}, but already used {used} of {limit} {name}",
-                        each * min
-                    ));
-                }
-            }
-            return Err(Error::forbidden(format!(
-                "Quota exceeded for {}: {}",
-                over.join(", "),
-                detail.join(", ")
-            )));
-        }
-        Ok(fit.max(min))
     }
 
     /// The serial console log (the last `length` lines when given).

@@ -4,11 +4,20 @@
 //! versioned response; every fault is rendered by [`crate::Error`].
 
 mod actions;
+mod aggregates;
+mod availability_zones;
 mod flavors;
 mod hosts;
 mod keypairs;
+mod limits;
+mod migrations;
+mod quotas;
+mod server_groups;
 pub mod servers;
+mod usage;
 mod versions;
+
+pub use aggregates::host_availability_zone;
 
 use std::sync::Arc;
 
@@ -185,6 +194,44 @@ pub fn router(state: Arc<Compute>) -> Router {
             "/os-keypairs/{name}",
             get(keypairs::show).delete(keypairs::delete),
         )
+        .route(
+            "/os-quota-sets/{id}",
+            get(quotas::show).put(quotas::update).delete(quotas::delete),
+        )
+        .route("/os-quota-sets/{id}/defaults", get(quotas::defaults))
+        .route("/os-quota-sets/{id}/detail", get(quotas::detail))
+        .route(
+            "/os-quota-class-sets/{id}",
+            get(quotas::class_show).put(quotas::class_update),
+        )
+        .route("/limits", get(limits::index))
+        .route("/os-availability-zone", get(availability_zones::index))
+        .route(
+            "/os-availability-zone/detail",
+            get(availability_zones::detail),
+        )
+        .route(
+            "/os-aggregates",
+            get(aggregates::index).post(aggregates::create),
+        )
+        .route(
+            "/os-aggregates/{id}",
+            get(aggregates::show)
+                .put(aggregates::update)
+                .delete(aggregates::delete),
+        )
+        .route("/os-aggregates/{id}/action", post(aggregates::action))
+        .route(
+            "/os-server-groups",
+            get(server_groups::index).post(server_groups::create),
+        )
+        .route(
+            "/os-server-groups/{id}",
+            get(server_groups::show).delete(server_groups::delete),
+        )
+        .route("/os-simple-tenant-usage", get(usage::index))
+        .route("/os-simple-tenant-usage/{id}", get(usage::show))
+        .route("/os-migrations", get(migrations::index))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(versioned));
     Router::new()

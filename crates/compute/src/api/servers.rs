@@ -496,13 +496,6 @@ pub async fn create(
             ))
         }
     };
-    if metadata.len() as i64 > state.cfg.quota_metadata_items {
-        return Err(Error::forbidden(format!(
-            "Quota exceeded for metadata_items: Requested {}, but already used 0 of {} metadata_items",
-            metadata.len(),
-            state.cfg.quota_metadata_items
-        )));
-    }
     let user_data = match str_field(server, "user_data", 0, 65535 * 4 / 3 + 4)? {
         Some(u) => {
             use base64::Engine as _;
