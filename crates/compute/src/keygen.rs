@@ -308,18 +308,30 @@ pub fn generate_x509(user_id: &str) -> Result<Generated, String> {
 mod tests {
     use super::*;
 
-    // An ed25519 key and the fingerprint `ssh-keygen -l -E md5` prints.
-    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@example";
+    // Keys and certificates with the fingerprints `ssh-keygen -l -E md5`
+    // and `openssl x509 -fingerprint -sha1` print for them.
+    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBh76G689qSPA4P/iaDoHr8T0+6gvVjufdwbHa6mLSmQ test@example";
+    const RSA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDFwKG7R62BmktNSDT281xJqQwsq/NORfPVXVtSBq7FZpZsc00HCcWCRJhVWtYkVk/Wu0+j3A241Jbdw+0rHHok3s+xcEZuATeli8GNO/HVfLGn82JVv3W0IJ3KTvfkkuPVHHyFZ+Wa/uI31OjHKgrLyv9oJ+nSG+7Jd9eXSZvAU26JbsoOKJptLFzP3I7648fIkVVy3vYhWJO7n9fTxfbGj/bF10uAxs0Dej1Cpi/rOf6imIr/xEdzAWJjReV33EDIfNRyvlnV/amQyKAA567bksR/neLZn3R2CBXSVd8LFUpbnMfeF+plCTQ0k0Yy3asbJk5TNLS8ipS22i2oDJZx rsa@example";
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIC/zCCAeegAwIBAgIUREDJtIhVEY02nYcUll2EsS7AwbAwDQYJKoZIhvcNAQEL\nBQAwDzENMAsGA1UEAwwEdGVzdDAeFw0yNjExMjYwODIyMzRaFw0zNjExMjMwODIy\nMzRaMA8xDTALBgNVBAMMBHRlc3QwggEiMA0GCSqGSIb3DQEBAQUAA4IBDwAwggEK\nAoIBAQC1NolmggP3qpapxbSpes4ZbpE0MU8LrzNMIS7Wly5EEbq1488W/wAApMjD\nm0sI4hX11/1zHX42vaMbvTJyyaY/4vU3aNkjkNlYUm5ZfH+G6AzOUWo/K6P23d/c\nIlGQNx/JCF2FUCmuw8TQ/AWYXEgFveCZcFyhB1CRsjSDP799yGFRIv9m2Rji/cz8\nl74cAsZjyzuQmYVm0L+opIWyJjjEgeeCdMirieBuHDzRkHFuPFd+s4GyQ7bzngab\nH/hGkbcS6GBbm+Wjm/0SXZ8NfXQ8/0GveUxayP0PBKjHcCaVSRUK0BFMdvqhIH92\nrV9OcvaPaSZpa/clvkNY72HLdE5bAgMBAAGjUzBRMB0GA1UdDgQWBBTvMuLrIEWy\nhUr6u8SfZnH2B/Q8UzAfBgNVHSMEGDAWgBTvMuLrIEWyhUr6u8SfZnH2B/Q8UzAP\nBgNVHRMBAf8EBTADAQH/MA0GCSqGSIb3DQEBCwUAA4IBAQBRQFphJUd+3dpTVHFV\nXlLyFkKIzbVzTNhYyECPw/3Fin4VivIlRSfeL/639G/3DhidTLeZXubAHcFW2SUS\nRmMx9nygE7Q3GMVBwNKfIOpC1u9HqHGtqaAVs8ExAlX9n2QtaYZ3Fnw7+s2JrxSE\nRFl2azJgOGQXohMkdwlWtn/6FVjC+Xv64q4L5oX6ere3KCei8lyJp1738cCx/yjj\n4kT47Q3VrtR7+7QDrAkKbui+nqAGUKIHar2MklviGloOlVvS6WUj6Rzvv6PSkuQk\nq5gwxlr36bPDUBGbekRI06wVP0Xd+BWR2QtvUgASlfrElFZ3T2CtASXuvoDC71Ev\n8pKj\n-----END CERTIFICATE-----\n";
 
     #[test]
-    fn ssh_fingerprint_is_md5_of_the_blob() {
-        let blob = B64
-            .decode("AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl")
-            .unwrap();
-        let want = colon_hex(&Md5::digest(&blob));
-        assert_eq!(ssh_fingerprint(ED25519).unwrap(), want);
-        assert_eq!(want.len(), 47);
-        assert_eq!(want.matches(':').count(), 15);
+    fn fingerprints_match_openssh_and_openssl() {
+        assert_eq!(
+            ssh_fingerprint(ED25519).unwrap(),
+            "60:d0:b7:b9:7e:77:f6:a4:a0:e3:c6:d4:38:2e:a4:8f"
+        );
+        assert_eq!(
+            ssh_fingerprint(RSA).unwrap(),
+            "3d:6e:9e:09:5b:bb:97:9e:ed:95:97:84:56:a5:9b:7a"
+        );
+        // Text around the PEM block is ignored, as pyca/cryptography does.
+        let wrapped = format!("subject=CN = test\n{CERT}trailing\n");
+        for pem in [CERT, wrapped.as_str()] {
+            assert_eq!(
+                x509_fingerprint(pem).unwrap(),
+                "29:33:a8:26:57:74:37:10:aa:78:d9:f2:da:0c:9c:93:af:b2:32:e0"
+            );
+        }
     }
 
     #[test]

@@ -976,15 +976,28 @@ pub(crate) async fn create_flavor(state: &Compute, new: &NewFlavor) -> Result<()
             new.name
         )));
     }
-    db::flavor_create(&mut tx, new).await.map_err(|e| {
-        if store::is_unique_violation(&e) {
-            Error::conflict(format!("Flavor with ID {} already exists.", new.id))
-        } else {
-            e.into()
+    match db::flavor_create(&mut tx, new).await {
+        Ok(()) => {
+            tx.commit().await?;
+            Ok(())
         }
-    })?;
-    tx.commit().await?;
-    Ok(())
+        // A concurrent create (PostgreSQL): say which of the two it took.
+        Err(e) if store::is_unique_violation(&e) => {
+            drop(tx);
+            if db::flavor_get(&state.db, &new.id).await?.is_some() {
+                Err(Error::conflict(format!(
+                    "Flavor with ID {} already exists.",
+                    new.id
+                )))
+            } else {
+                Err(Error::conflict(format!(
+                    "Flavor with name {} already exists.",
+                    new.name
+                )))
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn create(

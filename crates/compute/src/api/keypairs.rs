@@ -13,7 +13,7 @@ use super::flavors::{check, query_extras, MAX_LIMIT};
 use super::{base_url, query_pairs, Auth, Body, Mv, State};
 use crate::db::keypairs::{self as db, Keypair};
 use crate::error::{Error, Result};
-use crate::{keygen, Caller, Compute};
+use crate::{keygen, Compute};
 
 const NAME_PATTERN: &str = r"^[_\- a-zA-Z0-9]+$";
 
@@ -340,12 +340,11 @@ pub async fn create(
         "os_compute_api:os-keypairs:create",
         &target(&user_id),
     )?;
-    create_keypair(&state, &caller, mv, req, user_id).await
+    create_keypair(&state, mv, req, user_id).await
 }
 
 async fn create_keypair(
     state: &Compute,
-    _caller: &Caller,
     mv: Mv,
     req: CreateReq,
     user_id: String,
