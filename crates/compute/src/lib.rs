@@ -95,7 +95,12 @@ impl Compute {
             placement,
             images,
             hosts: hosts::Hosts::default(),
-            owner: uuid::Uuid::new_v4().to_string(),
+            owner: format!(
+                "{}:{}:{}",
+                system_hostname(),
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ),
             public_url: public_url.trim_end_matches('/').to_string(),
             shutdown,
         }))
@@ -149,6 +154,9 @@ impl Compute {
                 let Some(this) = weak.upgrade() else { return };
                 if let Err(e) = this.heartbeat().await {
                     tracing::warn!(error = %e, "compute heartbeat failed");
+                }
+                if let Err(e) = this.sweep_interrupted().await {
+                    tracing::warn!(error = %e, "compute sweep failed");
                 }
             }
         });

@@ -674,8 +674,13 @@ impl Compute {
                 self.op_end(&inst.id).await?;
             }
         }
-        // Servers still recorded as building without a host: their
-        // scheduling was interrupted.
+        self.sweep_interrupted().await
+    }
+
+    /// Servers still recorded as building without a host whose scheduling
+    /// was interrupted (the process driving it is gone): ERROR, allocation
+    /// freed. Runs at start-up and with every heartbeat.
+    pub async fn sweep_interrupted(&self) -> Result<()> {
         let rows = store::sqlx::query(&format!(
             "SELECT {} FROM instances WHERE vm_state = 'building' AND host IS NULL \
              AND deleted_at IS NULL",
@@ -693,13 +698,18 @@ impl Compute {
             .bind(&inst.id)
             .fetch_optional(self.db.pool())
             .await?;
-            if let Some(op) = op {
-                let owner: String = op.try_get(0)?;
-                let beat: i64 = op.try_get(1)?;
-                if owner != self.owner && beat >= fresh {
-                    continue; // another live process is scheduling it
+            let live = match op {
+                Some(op) => {
+                    let owner: String = op.try_get(0)?;
+                    let beat: i64 = op.try_get(1)?;
+                    owner == self.owner || (beat >= fresh && owner_alive(&owner))
                 }
+                None => inst.updated_at >= fresh,
+            };
+            if live {
+                continue;
             }
+            tracing::warn!(server = %inst.id, "scheduling was interrupted; server to ERROR");
             self.placement.free(&inst.id).await?;
             idb::add_fault(
                 &self.db,
@@ -715,6 +725,25 @@ impl Compute {
         }
         Ok(())
     }
+}
+
+/// Whether the API process named by an operation owner
+/// (`host:pid:nonce`) may still be alive: on this machine the process is
+/// looked up; elsewhere only its heartbeat tells.
+fn owner_alive(owner: &str) -> bool {
+    let mut parts = owner.splitn(3, ':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return true;
+    };
+    if host != crate::system_hostname() {
+        return true;
+    }
+    let Ok(pid) = pid.parse::<u32>() else {
+        return true;
+    };
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains("oxistack"))
+        .unwrap_or(false)
 }
 
 /// A validated create request (from the API).

@@ -510,3 +510,57 @@ pub async fn hypervisor_statistics(
         "running_vms": sum("running_vms"), "current_workload": 0,
     }})))
 }
+
+/// What `uptime` prints, for this machine's hosts (Nova asks the driver).
+fn uptime_text() -> String {
+    let now = chrono::Utc::now().format("%H:%M:%S");
+    let secs = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0) as u64;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let l: Vec<&str> = load.split_whitespace().take(3).collect();
+    let (days, hours, mins) = (secs / 86_400, (secs % 86_400) / 3600, (secs % 3600) / 60);
+    format!(
+        " {now} up {days} days, {hours:2}:{mins:02},  0 users,  load average: {}",
+        l.join(", ")
+    )
+}
+
+pub async fn hypervisor_uptime(
+    state: State,
+    Auth(caller): Auth,
+    mv: Mv,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    if mv.at_least(88) {
+        return Err(Error::not_found("The resource could not be found."));
+    }
+    state.authorize(
+        &caller,
+        "os_compute_api:os-hypervisors:uptime",
+        &Compute::project_target(caller.project(), None),
+    )?;
+    let mut list = hypervisors(&state, &caller, mv, None, false, Some(&id)).await?;
+    let mut h = list.pop().ok_or_else(|| {
+        Error::not_found(format!("Hypervisor with ID '{id}' could not be found."))
+    })?;
+    let host = h["hypervisor_hostname"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    h["uptime"] = if state
+        .hosts
+        .get(&host)
+        .is_some_and(|x| x.hv.kind() == "qemu")
+    {
+        json!(uptime_text())
+    } else {
+        Value::Null
+    };
+    Ok(Json(json!({ "hypervisor": h })))
+}

@@ -169,6 +169,7 @@ pub fn router(state: Arc<Compute>) -> Router {
             get(hosts::hypervisor_statistics),
         )
         .route("/os-hypervisors/{id}", get(hosts::hypervisor_show))
+        .route("/os-hypervisors/{id}/uptime", get(hosts::hypervisor_uptime))
         .route("/flavors", get(flavors::index).post(flavors::create))
         .route("/flavors/detail", get(flavors::detail))
         .route(
