@@ -156,6 +156,49 @@ def test_boot_console_power_cycle_and_delete(osc, cloud, tmp_path):
     _gone(osc, cloud, sid)
 
 
+def test_snapshot_boot_from_it_and_rebuild(osc, cloud):
+    server = osc.json(
+        "server", "create", "--image", GUEST, "--flavor", "m1.tiny", "--wait", "snapme",
+    )
+    sid = server["id"]
+    _console_until(osc, "snapme", MARKER)
+    # A snapshot is uploaded to the image service as a private image.
+    osc.ok("server", "image", "create", "--name", "snapme-snap", "--wait", "snapme")
+    img = osc.json("image", "show", "snapme-snap")
+    assert img["status"] == "active"
+    assert img["disk_format"] == "qcow2"
+    assert img["visibility"] == "private"
+    assert img["properties"]["image_type"] == "snapshot"
+    assert img["properties"]["instance_uuid"] == sid
+    _wait(osc, "snapme", "ACTIVE")
+
+    # A new server boots from the snapshot.
+    child = osc.json(
+        "server", "create", "--image", "snapme-snap", "--flavor", "m1.tiny", "--wait",
+        "fromsnap",
+    )
+    assert child["status"] == "ACTIVE"
+    log = _console_until(osc, "fromsnap", MARKER)
+    assert "fromsnap" in log
+
+    # Rebuild the first server from the snapshot: same process slot, new
+    # disk, boots again.
+    pid_before = _qemu_pid(sid)
+    osc.ok("server", "rebuild", "--image", "snapme-snap", "--wait", "snapme")
+    shown = _wait(osc, "snapme", "ACTIVE")
+    assert img["id"] in json.dumps(shown["image"])
+    assert _qemu_pid(sid) not in (None, pid_before)
+    _console_until(osc, "snapme", MARKER)
+    events = [e["Action"] for e in osc.json("server", "event", "list", "snapme")]
+    assert "createImage" in events and "rebuild" in events
+
+    for name in ("snapme", "fromsnap"):
+        sid_ = osc.json("server", "show", name)["id"]
+        osc.ok("server", "delete", "--wait", name)
+        _gone(osc, cloud, sid_)
+    osc.ok("image", "delete", "snapme-snap")
+
+
 def test_restart_readopts_running_servers(osc, cloud):
     osc.ok(
         "server", "create", "--image", GUEST, "--flavor", "m1.tiny",

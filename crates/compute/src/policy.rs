@@ -58,6 +58,8 @@ pub fn defaults() -> Vec<(&'static str, &'static str)> {
         "os_compute_api:os-hypervisors:search",
         "os_compute_api:os-hypervisors:servers",
         "os_compute_api:os-services:list",
+        "os_compute_api:os-hosts:list",
+        "os_compute_api:os-hosts:show",
         "os_compute_api:os-services:update",
         "os_compute_api:os-services:delete",
         "os_compute_api:os-aggregates:index",

@@ -992,3 +992,401 @@ impl Compute {
             .collect()
     }
 }
+
+/// Allowed vm_states of the actions below (Nova's `check_instance_state`).
+const SNAPSHOT_STATES: &[&str] = &["active", "stopped", "paused", "suspended"];
+const REBUILD_STATES: &[&str] = &["active", "stopped", "error"];
+
+/// A validated rebuild request.
+#[derive(Clone, Debug, Default)]
+pub struct RebuildRequest {
+    pub image_ref: String,
+    pub name: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    pub description: Option<Option<String>>,
+    /// Some(None) removes the key pair (2.54).
+    pub key_name: Option<Option<String>>,
+    /// Some(None) removes the user data (2.57).
+    pub user_data: Option<Option<String>>,
+}
+
+impl Compute {
+    fn check_task_free(inst: &Instance, action: &str) -> Result<()> {
+        match &inst.task_state {
+            Some(t) => Err(Error::invalid_state("task_state", t, action, &inst.id)),
+            None => Ok(()),
+        }
+    }
+
+    /// createImage: records a queued image, snapshots the root disk and
+    /// uploads it in a task. Returns the image id.
+    pub async fn snapshot_server(
+        self: &Arc<Self>,
+        caller: &crate::Caller,
+        inst: &Instance,
+        name: &str,
+        metadata: BTreeMap<String, String>,
+        request_id: &str,
+    ) -> Result<String> {
+        if !SNAPSHOT_STATES.contains(&inst.vm_state.as_str()) {
+            return Err(Error::invalid_state(
+                "vm_state",
+                &inst.vm_state,
+                "createImage",
+                &inst.id,
+            ));
+        }
+        Self::check_task_free(inst, "createImage")?;
+        let host = self.host_of(inst)?;
+        let base = image::db::images::image_get(&self.images.db, &inst.image_ref).await?;
+        let mut properties: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(b) = &base {
+            for (k, v) in &b.properties {
+                if let Some(v) = v {
+                    if !k.starts_with("oxistack_") {
+                        properties.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        properties.extend(metadata);
+        properties.insert("instance_uuid".into(), inst.id.clone());
+        properties.insert("image_type".into(), "snapshot".into());
+        properties.insert("base_image_ref".into(), inst.image_ref.clone());
+        properties.insert("user_id".into(), caller.user().to_string());
+        let disk_format = if host.hv.kind() == "fake" {
+            "raw"
+        } else {
+            "qcow2"
+        };
+        let image_id = self
+            .images
+            .create_queued(&image::bootstrap::NewImage {
+                name: name.to_string(),
+                owner: inst.project_id.clone(),
+                visibility: "private".into(),
+                disk_format: disk_format.into(),
+                container_format: "bare".into(),
+                min_disk: inst
+                    .flavor
+                    .root_gb
+                    .max(base.as_ref().map(|b| b.row.min_disk).unwrap_or(0)),
+                min_ram: base.as_ref().map(|b| b.row.min_ram).unwrap_or(0),
+                properties,
+            })
+            .await
+            .map_err(|e| Error::internal(format!("snapshot image: {e}")))?;
+        if !idb::set_state(
+            &self.db,
+            &inst.id,
+            &[None],
+            None,
+            Some("image_snapshot"),
+            None,
+        )
+        .await?
+        {
+            return Err(Error::invalid_state(
+                "task_state",
+                "(changing)",
+                "createImage",
+                &inst.id,
+            ));
+        }
+        let action_id = idb::action_start(
+            &self.db,
+            &inst.id,
+            "createImage",
+            request_id,
+            caller.user(),
+            caller.project(),
+        )
+        .await?;
+        self.op_begin(&inst.id, "snapshot", Some(&host.name))
+            .await?;
+        let this = self.clone();
+        let id = inst.id.clone();
+        let img = image_id.clone();
+        let format = if disk_format == "raw" {
+            DiskFormat::Raw
+        } else {
+            DiskFormat::Qcow2
+        };
+        tokio::spawn(async move {
+            let started = store::now_micros();
+            let r = this.run_snapshot(&host, &id, &img, format).await;
+            let outcome = match r {
+                Ok(()) => "Success",
+                Err(e) => {
+                    tracing::warn!(server = %id, image = %img, error = %e, "snapshot failed");
+                    if let Ok(mut tx) = this.images.db.write().await {
+                        if image::db::images::image_delete(&mut tx, &img).await.is_ok() {
+                            let _ = tx.commit().await;
+                        }
+                    }
+                    "Error"
+                }
+            };
+            let _ = idb::set_state(&this.db, &id, &[], None, None, None).await;
+            let _ = idb::action_event(
+                &this.db,
+                &action_id,
+                "compute_snapshot_instance",
+                started,
+                outcome,
+                None,
+                Some(&host.name),
+            )
+            .await;
+            let _ = this.op_end(&id).await;
+        });
+        Ok(image_id)
+    }
+
+    async fn run_snapshot(
+        &self,
+        host: &Host,
+        id: &str,
+        image_id: &str,
+        format: DiskFormat,
+    ) -> Result<()> {
+        let uuid = uuid::Uuid::parse_str(id).map_err(|_| Error::server_not_found(id))?;
+        let dir = self.instances_dir().join("_snapshots");
+        tokio::fs::create_dir_all(&dir).await?;
+        let dest = dir.join(format!("{image_id}.{}", format.as_str()));
+        let _ = tokio::fs::remove_file(&dest).await;
+        idb::set_state(&self.db, id, &[], None, Some("image_pending_upload"), None).await?;
+        let snap = host
+            .hv
+            .snapshot(uuid, &dest, format)
+            .await
+            .map_err(|e| Error::internal(format!("snapshot: {e}")));
+        let result = match snap {
+            Ok(_) => {
+                idb::set_state(&self.db, id, &[], None, Some("image_uploading"), None).await?;
+                self.images
+                    .upload_file(image_id, &dest)
+                    .await
+                    .map_err(|e| Error::internal(format!("snapshot upload: {e}")))
+            }
+            Err(e) => Err(e),
+        };
+        let _ = tokio::fs::remove_file(&dest).await;
+        result
+    }
+
+    /// rebuild: a new root disk from an image (and a new config drive),
+    /// keeping the server's power state.
+    pub async fn rebuild_server(
+        self: &Arc<Self>,
+        caller: &crate::Caller,
+        inst: &Instance,
+        req: RebuildRequest,
+        request_id: &str,
+    ) -> Result<()> {
+        if !REBUILD_STATES.contains(&inst.vm_state.as_str()) {
+            return Err(Error::invalid_state(
+                "vm_state",
+                &inst.vm_state,
+                "rebuild",
+                &inst.id,
+            ));
+        }
+        Self::check_task_free(inst, "rebuild")?;
+        let host = self.host_of(inst)?;
+        let img = image::db::images::image_get(&self.images.db, &req.image_ref)
+            .await?
+            .filter(|i| {
+                let r = &i.row;
+                caller.is_admin
+                    || matches!(r.visibility.as_str(), "public" | "community" | "shared")
+                    || r.owner.as_deref() == Some(inst.project_id.as_str())
+            })
+            .ok_or_else(|| Error::bad(format!("Image {} could not be found.", req.image_ref)))?;
+        if img.row.status != "active" {
+            return Err(Error::bad(format!(
+                "Image {} is not active.",
+                req.image_ref
+            )));
+        }
+        if inst.flavor.root_gb > 0 && inst.flavor.root_gb < img.row.min_disk {
+            return Err(Error::bad(format!(
+                "Flavor's disk is smaller than the minimum size specified in image metadata. Flavor disk is {} bytes, minimum size is {} bytes.",
+                inst.flavor.root_gb << 30,
+                img.row.min_disk << 30
+            )));
+        }
+        if inst.flavor.memory_mb < img.row.min_ram {
+            return Err(Error::bad(
+                "Flavor's memory is too small for requested image.",
+            ));
+        }
+        let key_data = match &req.key_name {
+            Some(Some(k)) => {
+                let row = store::sqlx::query(
+                    "SELECT public_key FROM keypairs WHERE user_id = $1 AND name = $2",
+                )
+                .bind(caller.user())
+                .bind(k)
+                .fetch_optional(self.db.pool())
+                .await?;
+                match row {
+                    Some(r) => Some(Some(r.try_get::<String, _>(0)?)),
+                    None => return Err(Error::bad("Invalid key_name provided.")),
+                }
+            }
+            Some(None) => Some(None),
+            None => None,
+        };
+        if let Some(m) = &req.metadata {
+            crate::quota::check_metadata_items(
+                self,
+                &inst.project_id,
+                &inst.user_id,
+                m.len() as i64,
+            )
+            .await?;
+        }
+        // The record first (Nova saves the new image, name and metadata at
+        // the API), then the host work.
+        let mut tx = self.db.write().await?;
+        let moved = store::sqlx::query(
+            "UPDATE instances SET image_ref = $2, name = COALESCE($3, name), \
+             description = CASE WHEN $4 = 1 THEN $5 ELSE description END, \
+             key_name = CASE WHEN $6 = 1 THEN $7 ELSE key_name END, \
+             key_data = CASE WHEN $6 = 1 THEN $8 ELSE key_data END, \
+             user_data = CASE WHEN $9 = 1 THEN $10 ELSE user_data END, \
+             task_state = 'rebuilding', updated_at = $11 \
+             WHERE id = $1 AND deleted_at IS NULL AND task_state IS NULL",
+        )
+        .bind(&inst.id)
+        .bind(&req.image_ref)
+        .bind(&req.name)
+        .bind(req.description.is_some() as i64)
+        .bind(req.description.clone().flatten())
+        .bind(req.key_name.is_some() as i64)
+        .bind(req.key_name.clone().flatten())
+        .bind(key_data.clone().flatten())
+        .bind(req.user_data.is_some() as i64)
+        .bind(req.user_data.clone().flatten())
+        .bind(store::now_micros())
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        if moved != 1 {
+            return Err(Error::invalid_state(
+                "task_state",
+                "(changing)",
+                "rebuild",
+                &inst.id,
+            ));
+        }
+        if let Some(m) = &req.metadata {
+            store::sqlx::query("DELETE FROM instance_metadata WHERE instance_id = $1")
+                .bind(&inst.id)
+                .execute(&mut *tx.tx)
+                .await?;
+            for (k, v) in m {
+                store::sqlx::query(
+                    "INSERT INTO instance_metadata (instance_id, key, value) VALUES ($1, $2, $3)",
+                )
+                .bind(&inst.id)
+                .bind(k)
+                .bind(v)
+                .execute(&mut *tx.tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        let action_id = idb::action_start(
+            &self.db,
+            &inst.id,
+            "rebuild",
+            request_id,
+            caller.user(),
+            caller.project(),
+        )
+        .await?;
+        self.op_begin(&inst.id, "rebuild", Some(&host.name)).await?;
+        let this = self.clone();
+        let id = inst.id.clone();
+        let was_running = inst.vm_state == "active";
+        tokio::spawn(async move {
+            let started = store::now_micros();
+            let r = this.run_rebuild(&host, &id, was_running).await;
+            let outcome = match r {
+                Ok(()) => "Success",
+                Err(e) => {
+                    tracing::warn!(server = %id, error = %e, "rebuild failed");
+                    let _ =
+                        idb::add_fault(&this.db, &id, 500, &e.to_string(), "", Some(&host.name))
+                            .await;
+                    let _ = idb::set_state(&this.db, &id, &[], Some("error"), None, None).await;
+                    "Error"
+                }
+            };
+            let _ = idb::action_event(
+                &this.db,
+                &action_id,
+                "compute_rebuild_instance",
+                started,
+                outcome,
+                None,
+                Some(&host.name),
+            )
+            .await;
+            let _ = this.op_end(&id).await;
+        });
+        Ok(())
+    }
+
+    async fn run_rebuild(&self, host: &Host, id: &str, was_running: bool) -> Result<()> {
+        let uuid = uuid::Uuid::parse_str(id).map_err(|_| Error::server_not_found(id))?;
+        let inst = idb::get(&self.db, id, false)
+            .await?
+            .ok_or_else(|| Error::server_not_found(id))?;
+        let hv_err = |e: agent::hypervisor::Error| Error::internal(format!("rebuild: {e}"));
+        if host.hv.info(uuid).await.map_err(hv_err)?.state.is_active() {
+            host.hv
+                .power_off(uuid, PowerOff::Hard)
+                .await
+                .map_err(hv_err)?;
+        }
+        idb::set_state(&self.db, id, &[], None, Some("rebuild_spawning"), None).await?;
+        let image = if host.hv.kind() == "fake" {
+            ImageSource {
+                path: PathBuf::from(format!("/fake/images/{}", inst.image_ref)),
+                format: DiskFormat::Qcow2,
+            }
+        } else {
+            self.cached_image(&inst.image_ref).await?
+        };
+        host.hv
+            .rebuild(
+                uuid,
+                agent::hypervisor::RebuildSpec {
+                    image,
+                    config_drive: Some(self.config_drive(&inst)),
+                },
+            )
+            .await
+            .map_err(hv_err)?;
+        let (vm, p) = if was_running {
+            host.hv.power_on(uuid).await.map_err(hv_err)?;
+            ("active", power::RUNNING)
+        } else {
+            ("stopped", power::SHUTDOWN)
+        };
+        store::sqlx::query(
+            "UPDATE instances SET vm_state = $2, task_state = NULL, power_state = $3, \
+             launched_at = $4, updated_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(vm)
+        .bind(p)
+        .bind(store::now_micros())
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+}

@@ -193,6 +193,114 @@ impl ImageService {
     }
 }
 
+/// An image another service creates (a server snapshot).
+#[derive(Clone, Debug)]
+pub struct NewImage {
+    pub name: String,
+    pub owner: String,
+    pub visibility: String,
+    pub disk_format: String,
+    pub container_format: String,
+    pub min_disk: i64,
+    pub min_ram: i64,
+    pub properties: BTreeMap<String, String>,
+}
+
+impl ImageService {
+    /// Records a queued image (data follows with [`ImageService::upload_file`]).
+    pub async fn create_queued(&self, n: &NewImage) -> Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = store::now_micros();
+        let img = Image {
+            row: ImageRow {
+                id: id.clone(),
+                name: Some(n.name.clone()),
+                status: "queued".into(),
+                visibility: n.visibility.clone(),
+                owner: Some(n.owner.clone()),
+                disk_format: Some(n.disk_format.clone()),
+                container_format: Some(n.container_format.clone()),
+                min_disk: n.min_disk,
+                min_ram: n.min_ram,
+                created_at: now,
+                updated_at: now,
+                ..Default::default()
+            },
+            properties: n
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect(),
+            tags: Vec::new(),
+        };
+        let mut tx = self.db.write().await?;
+        db::image_create(&mut tx, &img).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Uploads a local file into a queued image through the inspected,
+    /// hashed data path (queued -> saving -> active). On failure the image
+    /// goes back to queued and the partial data is removed.
+    pub async fn upload_file(&self, id: &str, path: &std::path::Path) -> Result<()> {
+        let img = db::image_get(&self.db, id)
+            .await?
+            .ok_or_else(|| Error::image_not_found(id))?;
+        let disk_format = img.row.disk_format.clone().unwrap_or_default();
+        let writer_id = uuid::Uuid::new_v4().to_string();
+        if !db::writer_claim(&self.db, id, "queued", "saving", &writer_id).await? {
+            return Err(Error::conflict(format!("Image {id} is not queued")));
+        }
+        let algo = upload::HashAlgo::from_name(&self.cfg.hashing_algorithm)
+            .unwrap_or(upload::HashAlgo::Sha512);
+        let result = async {
+            let file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| Error::internal(format!("{}: {e}", path.display())))?;
+            let writer = self.store.create(id).await?;
+            let pump = Pump {
+                limits: vec![Limits {
+                    max: self.cfg.image_size_cap,
+                    kind: LimitKind::SizeCap,
+                }],
+                expected_size: None,
+                inspector: Some(Inspector::new(Rules {
+                    declared: disk_format.clone(),
+                    require_match: self.cfg.require_image_format_match,
+                    vmdk_allowed: self.cfg.vmdk_allowed_types.clone(),
+                })),
+                hash: algo,
+                heartbeat: None,
+            };
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+            let got = upload::pump(stream, pump, writer).await?;
+            let done = DataDone {
+                size: got.size as i64,
+                virtual_size: got.outcome.and_then(|o| o.virtual_size).map(|v| v as i64),
+                checksum: got.checksum,
+                os_hash_algo: got.hash_algo.name().into(),
+                os_hash_value: got.hash_value,
+                location: got.location.clone(),
+                store: self.store.id().into(),
+            };
+            let mut tx = self.db.write().await?;
+            if !db::writer_finish(&mut tx, id, &writer_id, &done).await? {
+                let _ = self.store.delete(&got.location).await;
+                return Err(Error::Gone(format!(
+                    "Image {id} was deleted during the upload"
+                )));
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = db::writer_release(&self.db, id, &writer_id, "queued").await;
+        }
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -316,6 +316,74 @@ async fn scenario(engine: Engine) {
     )
     .await;
 
+    // Snapshot (createImage): an image of type snapshot, active once
+    // uploaded; the server is back to no task.
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &admin,
+        "2.79",
+        Some(json!({"createImage": {"name": "snap1", "metadata": {"k": "v"}}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let snap = r.body["image_id"].as_str().unwrap().to_string();
+    let mut snap_img = Value::Null;
+    for _ in 0..200 {
+        snap_img = c
+            .get(&format!("/image/v2/images/{snap}"), &admin)
+            .await
+            .body;
+        if snap_img["status"] == "active" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(snap_img["status"], "active", "{snap_img:?}");
+    assert_eq!(snap_img["image_type"], "snapshot");
+    assert_eq!(snap_img["instance_uuid"], id.as_str());
+    assert_eq!(snap_img["k"], "v");
+    wait_status(&c, &admin, &id, "ACTIVE").await;
+    // Before 2.45 the image is in the Location header.
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &admin,
+        "2.44",
+        Some(json!({"createImage": {"name": "snap2"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert!(r.header("location").unwrap().contains("/image/v2/images/"));
+    wait_status(&c, &admin, &id, "ACTIVE").await;
+    // Rebuild from the snapshot, with a new name.
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &admin,
+        "2.79",
+        Some(json!({"rebuild": {"imageRef": snap, "name": "vm-rebuilt"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    assert_eq!(r.body["server"]["name"], "vm-rebuilt");
+    let s = wait_status(&c, &admin, &id, "ACTIVE").await;
+    assert_eq!(s["image"]["id"], snap.as_str());
+    // A rebuild to an unknown image is refused.
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &admin,
+        "2.79",
+        Some(json!({"rebuild": {"imageRef": "6f0d3a4e-1b2c-4d5e-8f90-123456789abc"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
     // Lists.
     let r = nova(&c, Method::GET, "/servers", &admin, "2.79", None).await;
     assert_eq!(r.body["servers"].as_array().unwrap().len(), 1);

@@ -564,3 +564,90 @@ pub async fn hypervisor_uptime(
     };
     Ok(Json(json!({ "hypervisor": h })))
 }
+
+// ------------------------------------------------------------- os-hosts
+
+/// GET /os-hosts (deprecated; gone from 2.43): every service's host.
+pub async fn host_list(
+    state: State,
+    Auth(caller): Auth,
+    mv: Mv,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>> {
+    if mv.at_least(43) {
+        return Err(Error::not_found("The resource could not be found."));
+    }
+    state.authorize(
+        &caller,
+        "os_compute_api:os-hosts:list",
+        &Compute::project_target(caller.project(), None),
+    )?;
+    let pairs = query_pairs(q.as_deref());
+    let zone = pairs
+        .iter()
+        .find(|(k, _)| k == "zone")
+        .map(|(_, v)| v.clone());
+    let out: Vec<Value> = services(&state)
+        .await?
+        .iter()
+        .filter(|s| zone.as_ref().is_none_or(|z| *z == s.zone))
+        .map(|s| {
+            json!({
+                "host_name": s.host,
+                "service": s.binary.trim_start_matches("nova-"),
+                "zone": s.zone,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "hosts": out })))
+}
+
+/// GET /os-hosts/{host}: the host's totals and per-project use.
+pub async fn host_show(
+    state: State,
+    Auth(caller): Auth,
+    mv: Mv,
+    Path(host): Path<String>,
+) -> Result<Json<Value>> {
+    if mv.at_least(43) {
+        return Err(Error::not_found("The resource could not be found."));
+    }
+    state.authorize(
+        &caller,
+        "os_compute_api:os-hosts:show",
+        &Compute::project_target(caller.project(), None),
+    )?;
+    let node = nodes(&state)
+        .await?
+        .into_iter()
+        .find(|n| n.host == host)
+        .ok_or_else(|| Error::not_found(format!("Compute host {host} could not be found.")))?;
+    let (_, vcpus, mem, disk) = usage(&state).await?.get(&host).copied().unwrap_or_default();
+    let row = |project: &str, cpu: i64, mem: i64, disk: i64| {
+        json!({"resource": {"host": host, "project": project, "cpu": cpu,
+                            "memory_mb": mem, "disk_gb": disk}})
+    };
+    let mut out = vec![
+        row("(total)", node.vcpus, node.memory_mb, node.local_gb),
+        row(
+            "(used_now)",
+            vcpus,
+            mem + state.cfg.reserved_host_memory_mb as i64,
+            disk,
+        ),
+        row("(used_max)", vcpus, mem, disk),
+    ];
+    let per_project = store::sqlx::query(
+        "SELECT project_id, CAST(SUM(vcpus) AS BIGINT), CAST(SUM(memory_mb) AS BIGINT), \
+         CAST(SUM(root_gb) AS BIGINT) FROM instances WHERE host = $1 AND deleted_at IS NULL \
+         GROUP BY project_id ORDER BY project_id",
+    )
+    .bind(&host)
+    .fetch_all(state.db.pool())
+    .await?;
+    for r in per_project {
+        let p: String = r.try_get(0)?;
+        out.push(row(&p, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
+    }
+    Ok(Json(json!({ "host": out })))
+}

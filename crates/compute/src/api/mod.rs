@@ -170,6 +170,8 @@ pub fn router(state: Arc<Compute>) -> Router {
         )
         .route("/os-hypervisors/{id}", get(hosts::hypervisor_show))
         .route("/os-hypervisors/{id}/uptime", get(hosts::hypervisor_uptime))
+        .route("/os-hosts", get(hosts::host_list))
+        .route("/os-hosts/{host}", get(hosts::host_show))
         .route("/flavors", get(flavors::index).post(flavors::create))
         .route("/flavors/detail", get(flavors::detail))
         .route(

@@ -761,6 +761,16 @@ async fn list_impl(
     let changes_since = get("changes-since")
         .map(|v| parse_time("changes-since", v))
         .transpose()?;
+    let changes_before = get("changes-before")
+        .map(|v| parse_time("changes-before", v))
+        .transpose()?;
+    if let (Some(a), Some(b)) = (changes_since, changes_before) {
+        if a > b {
+            return Err(Error::bad(
+                "The value of changes-since must be less than or equal to changes-before.",
+            ));
+        }
+    }
     if let Some(t) = changes_since {
         bind(
             &mut conds,
@@ -768,21 +778,25 @@ async fn list_impl(
             "updated_at >= CAST(? AS BIGINT)",
             t.to_string(),
         );
-    } else if !deleted {
-        conds.push("deleted_at IS NULL".into());
-    } else {
-        conds.push("deleted_at IS NOT NULL".into());
     }
-    if let Some(t) = get("changes-before")
-        .map(|v| parse_time("changes-before", v))
-        .transpose()?
-    {
+    // Times are shown to the second: a whole-second bound covers that
+    // whole second (as Nova's second-resolution columns do).
+    if let Some(t) = changes_before {
+        let upto = if t % 1_000_000 == 0 { t + 999_999 } else { t };
         bind(
             &mut conds,
             &mut binds,
             "updated_at <= CAST(? AS BIGINT)",
-            t.to_string(),
+            upto.to_string(),
         );
+    }
+    // With changes-since/-before, deleted servers are listed too.
+    if changes_since.is_none() && changes_before.is_none() {
+        if deleted {
+            conds.push("deleted_at IS NOT NULL".into());
+        } else {
+            conds.push("deleted_at IS NULL".into());
+        }
     }
     if let Some(s) = get("status") {
         match vm_states_of(s) {
@@ -1158,11 +1172,11 @@ pub async fn action(
         "unlock" => ("os_compute_api:os-lock-server:unlock", None),
         "forceDelete" => ("os_compute_api:os-deferred-delete:force", None),
         "os-resetState" => ("os_compute_api:os-admin-actions:reset_state", None),
+        "createImage" => ("os_compute_api:servers:create_image", None),
+        "rebuild" => ("os_compute_api:servers:rebuild", None),
         "resize"
         | "confirmResize"
         | "revertResize"
-        | "rebuild"
-        | "createImage"
         | "shelve"
         | "shelveOffload"
         | "unshelve"
@@ -1285,6 +1299,130 @@ pub async fn action(
             check_lock(&caller, &inst)?;
             state.delete_server(&inst, &rid, caller.user()).await?;
             Ok(StatusCode::ACCEPTED.into_response())
+        }
+        "createImage" => {
+            check_lock(&caller, &inst)?;
+            let name = args
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.trim().is_empty() && n.chars().count() <= 255)
+                .ok_or_else(|| {
+                    invalid(
+                        "name",
+                        args.get("name").unwrap_or(&Value::Null),
+                        "is not a valid image name",
+                    )
+                })?;
+            let mut metadata = BTreeMap::new();
+            if let Some(m) = args.get("metadata") {
+                let Some(m) = m.as_object() else {
+                    return Err(invalid("metadata", m, "is not of type 'object'"));
+                };
+                for (k, v) in m {
+                    let Some(v) = v.as_str() else {
+                        return Err(invalid(
+                            &format!("metadata/{k}"),
+                            v,
+                            "is not of type 'string'",
+                        ));
+                    };
+                    metadata.insert(k.clone(), v.to_string());
+                }
+            }
+            let image_id = state
+                .snapshot_server(&caller, &inst, name, metadata, &rid)
+                .await?;
+            let base = base_url(&state, &headers);
+            let image_base = base.trim_end_matches("/compute").to_string() + "/image";
+            if mv.at_least(45) {
+                return Ok(
+                    (StatusCode::ACCEPTED, Json(json!({"image_id": image_id}))).into_response()
+                );
+            }
+            let mut res = StatusCode::ACCEPTED.into_response();
+            if let Ok(v) =
+                axum::http::HeaderValue::from_str(&format!("{image_base}/v2/images/{image_id}"))
+            {
+                res.headers_mut().insert(axum::http::header::LOCATION, v);
+            }
+            Ok(res)
+        }
+        "rebuild" => {
+            check_lock(&caller, &inst)?;
+            let image_ref = args
+                .get("imageRef")
+                .and_then(Value::as_str)
+                .map(|s| s.rsplit('/').next().unwrap_or(s).to_string())
+                .ok_or_else(|| invalid("rebuild", args, "'imageRef' is a required property"))?;
+            if uuid::Uuid::parse_str(&image_ref).is_err() {
+                return Err(Error::bad(format!("Invalid image identifier {image_ref}")));
+            }
+            let name = str_field(args, "name", 1, 255)?.map(str::to_string);
+            let metadata = match args.get("metadata") {
+                None => None,
+                Some(Value::Object(m)) => Some(
+                    m.iter()
+                        .map(|(k, v)| {
+                            v.as_str()
+                                .map(|v| (k.clone(), v.to_string()))
+                                .ok_or_else(|| {
+                                    invalid(&format!("metadata/{k}"), v, "is not of type 'string'")
+                                })
+                        })
+                        .collect::<Result<BTreeMap<_, _>>>()?,
+                ),
+                Some(other) => return Err(invalid("metadata", other, "is not of type 'object'")),
+            };
+            let description = if mv.at_least(19) && args.get("description").is_some() {
+                Some(str_field(args, "description", 0, 255)?.map(str::to_string))
+            } else {
+                None
+            };
+            let key_name = if mv.at_least(54) && args.get("key_name").is_some() {
+                Some(str_field(args, "key_name", 1, 255)?.map(str::to_string))
+            } else {
+                None
+            };
+            let user_data = if mv.at_least(57) && args.get("user_data").is_some() {
+                let u = str_field(args, "user_data", 0, 65535 * 4 / 3 + 4)?.map(str::to_string);
+                if let Some(u) = &u {
+                    use base64::Engine as _;
+                    if base64::engine::general_purpose::STANDARD.decode(u).is_err() {
+                        return Err(Error::bad("User data needs to be valid base 64."));
+                    }
+                }
+                Some(u)
+            } else {
+                None
+            };
+            let req = crate::servers::RebuildRequest {
+                image_ref,
+                name,
+                metadata,
+                description,
+                key_name,
+                user_data,
+            };
+            state.rebuild_server(&caller, &inst, req, &rid).await?;
+            let inst = idb::get(&state.db, &inst.id, false)
+                .await?
+                .ok_or_else(|| Error::server_not_found(&inst.id))?;
+            let base = base_url(&state, &headers);
+            let admin = state.allowed(
+                &caller,
+                "os_compute_api:os-extended-server-attributes",
+                &Compute::project_target(&inst.project_id, None),
+            );
+            let view = View {
+                mv,
+                base: &base,
+                admin,
+                fault: None,
+                groups: None,
+            };
+            let mut server = render(&inst, &view);
+            server["adminPass"] = json!(admin_pass());
+            Ok((StatusCode::ACCEPTED, Json(json!({"server": server}))).into_response())
         }
         "os-resetState" => {
             let to = args.get("state").and_then(Value::as_str).unwrap_or("");
