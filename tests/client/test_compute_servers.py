@@ -199,6 +199,55 @@ def test_snapshot_boot_from_it_and_rebuild(osc, cloud):
     osc.ok("image", "delete", "snapme-snap")
 
 
+def test_resize_revert_confirm_and_shelve_unshelve(osc, cloud):
+    server = osc.json(
+        "server", "create", "--image", GUEST, "--flavor", "m1.tiny", "--wait", "grow",
+    )
+    sid = server["id"]
+
+    # Resize, then revert: back to the old flavor and allocation.
+    osc.ok("server", "resize", "--flavor", "m1.small", "--wait", "grow")
+    shown = _wait(osc, "grow", "VERIFY_RESIZE")
+    assert shown["flavor"]["name"] == "m1.small"
+    assert list(_allocations(osc, sid).values()) == [{"VCPU": 1, "MEMORY_MB": 2048, "DISK_GB": 20}]
+    assert _qemu_pid(sid) is not None
+    osc.ok("server", "resize", "revert", "grow")
+    shown = _wait(osc, "grow", "ACTIVE")
+    assert shown["flavor"]["name"] == "m1.tiny"
+    assert list(_allocations(osc, sid).values()) == [{"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}]
+
+    # Resize, then confirm: the guest runs with the new size.
+    osc.ok("server", "resize", "--flavor", "m1.small", "--wait", "grow")
+    _wait(osc, "grow", "VERIFY_RESIZE")
+    osc.ok("server", "resize", "confirm", "grow")
+    shown = _wait(osc, "grow", "ACTIVE")
+    assert shown["flavor"]["name"] == "m1.small"
+    assert list(_allocations(osc, sid).values()) == [{"VCPU": 1, "MEMORY_MB": 2048, "DISK_GB": 20}]
+    pid = _qemu_pid(sid)
+    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    assert "2048" in cmd, cmd
+    _console_until(osc, "grow", MARKER)
+
+    # Shelve: off the host, no allocation, no process; unshelve brings it
+    # back from the shelved snapshot.
+    osc.ok("server", "shelve", "grow")
+    shown = _wait(osc, "grow", "SHELVED_OFFLOADED")
+    assert shown["OS-EXT-SRV-ATTR:host"] is None
+    assert _qemu_pid(sid) is None
+    assert not _instance_dir(cloud, sid).exists()
+    assert _allocations(osc, sid) == {}
+    osc.ok("server", "unshelve", "grow")
+    _wait(osc, "grow", "ACTIVE")
+    assert _qemu_pid(sid) is not None
+    assert _allocations(osc, sid) != {}
+    _console_until(osc, "grow", MARKER)
+    images = [i["Name"] for i in osc.json("image", "list")]
+    assert "grow-shelved" not in images, "the shelved image is removed after unshelve"
+
+    osc.ok("server", "delete", "--wait", "grow")
+    _gone(osc, cloud, sid)
+
+
 def test_restart_readopts_running_servers(osc, cloud):
     osc.ok(
         "server", "create", "--image", GUEST, "--flavor", "m1.tiny",

@@ -566,10 +566,17 @@ impl Compute {
                 let id = ev.id.to_string();
                 let p = nova_power(ev.state);
                 if matches!(ev.state, PowerState::Shutoff | PowerState::Crashed) {
-                    // Only a server that is not in an operation: one that is
-                    // being stopped gets its state from the operation.
-                    let _ = idb::set_state(&this.db, &id, &[None], Some("stopped"), None, Some(p))
-                        .await;
+                    // Events arrive after the fact: act only when the
+                    // server is still down now (a reboot's power-off is
+                    // followed by a start), and only on a server no
+                    // operation is working on.
+                    let down_now = match host.hv.info(ev.id).await {
+                        Ok(info) => matches!(info.state, PowerState::Shutoff | PowerState::Crashed),
+                        Err(_) => false,
+                    };
+                    if !down_now {
+                        continue;
+                    }
                     let vm_active = store::sqlx::query(
                         "UPDATE instances SET vm_state = 'stopped', power_state = $2, updated_at = $3 \
                          WHERE id = $1 AND task_state IS NULL AND vm_state IN ('active', 'paused')",
@@ -1387,6 +1394,844 @@ impl Compute {
         .bind(store::now_micros())
         .execute(self.db.pool())
         .await?;
+        Ok(())
+    }
+}
+
+const RESIZE_STATES: &[&str] = &["active", "stopped"];
+const SHELVE_STATES: &[&str] = &["active", "stopped", "paused", "suspended"];
+const UNSHELVE_STATES: &[&str] = &["shelved", "shelved_offloaded"];
+
+fn sysmeta_str(inst: &Instance, key: &str) -> Option<String> {
+    inst.system_metadata
+        .get(key)
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+}
+
+impl Compute {
+    async fn set_sysmeta(&self, id: &str, key: &str, value: serde_json::Value) -> Result<()> {
+        let inst = idb::get(&self.db, id, false)
+            .await?
+            .ok_or_else(|| Error::server_not_found(id))?;
+        let mut meta = inst.system_metadata.clone();
+        if !meta.is_object() {
+            meta = serde_json::json!({});
+        }
+        if value.is_null() {
+            if let Some(m) = meta.as_object_mut() {
+                m.remove(key);
+            }
+        } else {
+            meta[key] = value;
+        }
+        store::sqlx::query("UPDATE instances SET system_metadata = $2 WHERE id = $1")
+            .bind(id)
+            .bind(meta.to_string())
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// resize: same-host offline resize to a new flavor, waiting for
+    /// confirm or revert (VERIFY_RESIZE). Placement: the old allocation
+    /// moves to the migration, the instance claims the new flavor, in one
+    /// write.
+    pub async fn resize_server(
+        self: &Arc<Self>,
+        caller: &crate::Caller,
+        inst: &Instance,
+        flavor_id: &str,
+        request_id: &str,
+    ) -> Result<()> {
+        if !RESIZE_STATES.contains(&inst.vm_state.as_str()) {
+            return Err(Error::invalid_state(
+                "vm_state",
+                &inst.vm_state,
+                "resize",
+                &inst.id,
+            ));
+        }
+        Self::check_task_free(inst, "resize")?;
+        let host = self.host_of(inst)?;
+        let flavor = crate::db::flavors::flavor_get(&self.db, flavor_id)
+            .await?
+            .filter(|f| !f.disabled)
+            .ok_or_else(|| Error::bad(format!("Flavor {flavor_id} could not be found.")))?;
+        if !caller.is_admin
+            && !crate::db::flavors::flavor_accessible(&self.db, &flavor, &inst.project_id).await?
+        {
+            return Err(Error::bad(format!(
+                "Flavor {flavor_id} could not be found."
+            )));
+        }
+        if flavor.id == inst.flavor.id {
+            return Err(Error::bad("When resizing, instances must change flavor!"));
+        }
+        if flavor.root_gb < inst.flavor.root_gb {
+            return Err(Error::bad(
+                "Resizing to a smaller disk flavor is not allowed.",
+            ));
+        }
+        crate::quota::check_resize(
+            self,
+            &inst.project_id,
+            &inst.user_id,
+            flavor.vcpus - inst.flavor.vcpus,
+            flavor.memory_mb - inst.flavor.memory_mb,
+        )
+        .await?;
+        if !idb::set_state(&self.db, &inst.id, &[None], None, Some("resize_prep"), None).await? {
+            return Err(Error::invalid_state(
+                "task_state",
+                "(changing)",
+                "resize",
+                &inst.id,
+            ));
+        }
+        let action_id = idb::action_start(
+            &self.db,
+            &inst.id,
+            "resize",
+            request_id,
+            caller.user(),
+            caller.project(),
+        )
+        .await?;
+        self.op_begin(&inst.id, "resize", Some(&host.name)).await?;
+        let this = self.clone();
+        let inst = inst.clone();
+        tokio::spawn(async move {
+            let started = store::now_micros();
+            let outcome = match this.run_resize(&host, &inst, &flavor).await {
+                Ok(()) => "Success",
+                Err(e) => {
+                    tracing::warn!(server = %inst.id, error = %e, "resize failed");
+                    let _ = idb::add_fault(
+                        &this.db,
+                        &inst.id,
+                        500,
+                        &e.to_string(),
+                        "",
+                        Some(&host.name),
+                    )
+                    .await;
+                    let _ = idb::set_state(&this.db, &inst.id, &[], None, None, None).await;
+                    "Error"
+                }
+            };
+            let _ = idb::action_event(
+                &this.db,
+                &action_id,
+                "compute_resize_instance",
+                started,
+                outcome,
+                None,
+                Some(&host.name),
+            )
+            .await;
+            let _ = this.op_end(&inst.id).await;
+        });
+        Ok(())
+    }
+
+    async fn run_resize(
+        &self,
+        host: &Host,
+        inst: &Instance,
+        flavor: &crate::db::flavors::Flavor,
+    ) -> Result<()> {
+        use placement::api::allocations::ConsumerRequest;
+        let uuid =
+            uuid::Uuid::parse_str(&inst.id).map_err(|_| Error::server_not_found(&inst.id))?;
+        let hv_err = |e: agent::hypervisor::Error| Error::internal(format!("resize: {e}"));
+        // Placement: old allocation to the migration, new one to the server.
+        let (generation, current) = self
+            .placement
+            .consumer_allocations(&inst.id)
+            .await?
+            .ok_or_else(|| Error::internal("the server has no allocation"))?;
+        let spec: crate::scheduler::RequestSpec =
+            serde_json::from_value(inst.request_spec.clone()).unwrap_or_default();
+        let mut wanted: BTreeMap<String, i64> = BTreeMap::new();
+        for pair in crate::scheduler::placement_query(flavor, &spec) {
+            if pair.0 == "resources" {
+                for item in pair.1.split(',') {
+                    if let Some((c, n)) = item.split_once(':') {
+                        wanted.insert(c.to_string(), n.parse().unwrap_or(0));
+                    }
+                }
+            }
+        }
+        let node = host.node_id.clone();
+        let migration = uuid::Uuid::new_v4().to_string();
+        let claim = self
+            .placement
+            .claim(&[
+                ConsumerRequest {
+                    uuid: migration.clone(),
+                    project_id: Some(inst.project_id.clone()),
+                    user_id: Some(inst.user_id.clone()),
+                    generation: None,
+                    consumer_type: Some("MIGRATION".into()),
+                    allocations: current,
+                },
+                ConsumerRequest {
+                    uuid: inst.id.clone(),
+                    project_id: Some(inst.project_id.clone()),
+                    user_id: Some(inst.user_id.clone()),
+                    generation: Some(generation),
+                    consumer_type: Some("INSTANCE".into()),
+                    allocations: [(node, wanted)].into_iter().collect(),
+                },
+            ])
+            .await;
+        if let Err(e) = claim {
+            let why = match e {
+                placement::local::ClaimError::Conflict(m) => m,
+                placement::local::ClaimError::Other(e) => e.message,
+            };
+            return Err(crate::scheduler::no_valid_host(&format!(
+                "Unable to resize on host {}: {why}",
+                host.name
+            )));
+        }
+        let now = store::now_micros();
+        let mut tx = self.db.write().await?;
+        let id_row = store::sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 FROM migrations")
+            .fetch_one(&mut *tx.tx)
+            .await?;
+        let mig_id: i64 = id_row.try_get(0)?;
+        store::sqlx::query(
+            "INSERT INTO migrations (id, uuid, instance_id, migration_type, status, \
+             source_compute, dest_compute, source_node, dest_node, old_flavor_id, new_flavor_id, \
+             project_id, user_id, created_at, updated_at) VALUES ($1, $2, $3, 'resize', \
+             'migrating', $4, $4, $4, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(mig_id)
+        .bind(&migration)
+        .bind(&inst.id)
+        .bind(&host.name)
+        .bind(&inst.flavor.id)
+        .bind(&flavor.id)
+        .bind(&inst.project_id)
+        .bind(&inst.user_id)
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        idb::set_state(
+            &self.db,
+            &inst.id,
+            &[],
+            None,
+            Some("resize_migrating"),
+            None,
+        )
+        .await?;
+        let was_running = inst.vm_state == "active";
+        let timeout = Duration::from_secs(self.cfg.shutdown_timeout_seconds);
+        let host_work = async {
+            if host.hv.info(uuid).await.map_err(hv_err)?.state.is_active() {
+                host.hv
+                    .power_off(uuid, PowerOff::graceful(timeout))
+                    .await
+                    .map_err(hv_err)?;
+            }
+            host.hv
+                .resize(
+                    uuid,
+                    agent::hypervisor::ResizeSpec {
+                        vcpus: flavor.vcpus as u32,
+                        memory_mb: flavor.memory_mb as u64,
+                        root_gb: flavor.root_gb as u64,
+                    },
+                )
+                .await
+                .map_err(hv_err)?;
+            if was_running {
+                host.hv.power_on(uuid).await.map_err(hv_err)?;
+            }
+            Ok::<(), Error>(())
+        };
+        if let Err(e) = host_work.await {
+            // Give the allocation back to the server.
+            self.swap_back_allocations(inst, &migration).await?;
+            store::sqlx::query(
+                "UPDATE migrations SET status = 'error', updated_at = $2 WHERE uuid = $1",
+            )
+            .bind(&migration)
+            .bind(store::now_micros())
+            .execute(self.db.pool())
+            .await?;
+            if was_running {
+                let _ = host.hv.power_on(uuid).await;
+            }
+            return Err(e);
+        }
+        store::sqlx::query(
+            "UPDATE instances SET flavor = $2, old_flavor = $3, vcpus = $4, memory_mb = $5, \
+             root_gb = $6, vm_state = 'resized', task_state = NULL, power_state = $7, \
+             updated_at = $8 WHERE id = $1",
+        )
+        .bind(&inst.id)
+        .bind(serde_json::to_string(flavor)?)
+        .bind(serde_json::to_string(&inst.flavor)?)
+        .bind(flavor.vcpus)
+        .bind(flavor.memory_mb)
+        .bind(flavor.root_gb)
+        .bind(if was_running {
+            power::RUNNING
+        } else {
+            power::SHUTDOWN
+        })
+        .bind(store::now_micros())
+        .execute(self.db.pool())
+        .await?;
+        self.set_sysmeta(&inst.id, "old_vm_state", serde_json::json!(inst.vm_state))
+            .await?;
+        self.set_sysmeta(&inst.id, "migration", serde_json::json!(migration))
+            .await?;
+        store::sqlx::query(
+            "UPDATE migrations SET status = 'finished', updated_at = $2 WHERE uuid = $1",
+        )
+        .bind(&migration)
+        .bind(store::now_micros())
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The migration's allocation back to the server, in one write.
+    async fn swap_back_allocations(&self, inst: &Instance, migration: &str) -> Result<()> {
+        use placement::api::allocations::ConsumerRequest;
+        for _ in 0..10 {
+            let Some((mgen, old)) = self.placement.consumer_allocations(migration).await? else {
+                return Ok(());
+            };
+            let igen = self
+                .placement
+                .consumer_allocations(&inst.id)
+                .await?
+                .map(|(g, _)| g);
+            let r = self
+                .placement
+                .claim(&[
+                    ConsumerRequest {
+                        uuid: inst.id.clone(),
+                        project_id: Some(inst.project_id.clone()),
+                        user_id: Some(inst.user_id.clone()),
+                        generation: igen,
+                        consumer_type: Some("INSTANCE".into()),
+                        allocations: old,
+                    },
+                    ConsumerRequest {
+                        uuid: migration.to_string(),
+                        project_id: Some(inst.project_id.clone()),
+                        user_id: Some(inst.user_id.clone()),
+                        generation: Some(mgen),
+                        consumer_type: Some("MIGRATION".into()),
+                        allocations: BTreeMap::new(),
+                    },
+                ])
+                .await;
+            match r {
+                Ok(()) => return Ok(()),
+                Err(placement::local::ClaimError::Conflict(_)) => continue,
+                Err(placement::local::ClaimError::Other(e)) => {
+                    return Err(Error::internal(e.message))
+                }
+            }
+        }
+        Err(Error::internal("allocations kept changing"))
+    }
+
+    /// confirmResize: drops what a revert would need.
+    pub async fn confirm_resize(
+        &self,
+        inst: &Instance,
+        request_id: &str,
+        caller: &crate::Caller,
+    ) -> Result<()> {
+        if inst.vm_state != "resized" {
+            return Err(Error::invalid_state(
+                "vm_state",
+                &inst.vm_state,
+                "confirmResize",
+                &inst.id,
+            ));
+        }
+        Self::check_task_free(inst, "confirmResize")?;
+        let host = self.host_of(inst)?;
+        let uuid =
+            uuid::Uuid::parse_str(&inst.id).map_err(|_| Error::server_not_found(&inst.id))?;
+        host.hv
+            .resize_confirm(uuid)
+            .await
+            .map_err(|e| Error::internal(format!("confirm resize: {e}")))?;
+        if let Some(m) = sysmeta_str(inst, "migration") {
+            self.placement.free(&m).await?;
+            store::sqlx::query(
+                "UPDATE migrations SET status = 'confirmed', updated_at = $2 WHERE uuid = $1",
+            )
+            .bind(&m)
+            .bind(store::now_micros())
+            .execute(self.db.pool())
+            .await?;
+        }
+        let running = inst.power_state == power::RUNNING;
+        store::sqlx::query(
+            "UPDATE instances SET old_flavor = NULL, vm_state = $2, updated_at = $3 WHERE id = $1",
+        )
+        .bind(&inst.id)
+        .bind(if running { "active" } else { "stopped" })
+        .bind(store::now_micros())
+        .execute(self.db.pool())
+        .await?;
+        self.set_sysmeta(&inst.id, "migration", serde_json::Value::Null)
+            .await?;
+        self.set_sysmeta(&inst.id, "old_vm_state", serde_json::Value::Null)
+            .await?;
+        idb::action_start(
+            &self.db,
+            &inst.id,
+            "confirmResize",
+            request_id,
+            caller.user(),
+            caller.project(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// revertResize: the old disk, sizes and allocation come back.
+    pub async fn revert_resize(
+        self: &Arc<Self>,
+        inst: &Instance,
+        request_id: &str,
+        caller: &crate::Caller,
+    ) -> Result<()> {
+        if inst.vm_state != "resized" {
+            return Err(Error::invalid_state(
+                "vm_state",
+                &inst.vm_state,
+                "revertResize",
+                &inst.id,
+            ));
+        }
+        Self::check_task_free(inst, "revertResize")?;
+        let host = self.host_of(inst)?;
+        let old = inst
+            .old_flavor
+            .clone()
+            .ok_or_else(|| Error::conflict("the server has no resize to revert"))?;
+        if !idb::set_state(
+            &self.db,
+            &inst.id,
+            &[None],
+            None,
+            Some("resize_reverting"),
+            None,
+        )
+        .await?
+        {
+            return Err(Error::invalid_state(
+                "task_state",
+                "(changing)",
+                "revertResize",
+                &inst.id,
+            ));
+        }
+        let action_id = idb::action_start(
+            &self.db,
+            &inst.id,
+            "revertResize",
+            request_id,
+            caller.user(),
+            caller.project(),
+        )
+        .await?;
+        self.op_begin(&inst.id, "revert_resize", Some(&host.name))
+            .await?;
+        let this = self.clone();
+        let inst = inst.clone();
+        tokio::spawn(async move {
+            let started = store::now_micros();
+            let r = async {
+                let uuid = uuid::Uuid::parse_str(&inst.id).map_err(|_| Error::server_not_found(&inst.id))?;
+                let hv_err = |e: agent::hypervisor::Error| Error::internal(format!("revert resize: {e}"));
+                if host.hv.info(uuid).await.map_err(hv_err)?.state.is_active() {
+                    host.hv.power_off(uuid, PowerOff::Hard).await.map_err(hv_err)?;
+                }
+                host.hv.resize_revert(uuid).await.map_err(hv_err)?;
+                if let Some(m) = sysmeta_str(&inst, "migration") {
+                    this.swap_back_allocations(&inst, &m).await?;
+                    store::sqlx::query("UPDATE migrations SET status = 'reverted', updated_at = $2 WHERE uuid = $1")
+                        .bind(&m)
+                        .bind(store::now_micros())
+                        .execute(this.db.pool())
+                        .await?;
+                }
+                let was_running = sysmeta_str(&inst, "old_vm_state").as_deref() != Some("stopped");
+                if was_running {
+                    host.hv.power_on(uuid).await.map_err(hv_err)?;
+                }
+                store::sqlx::query(
+                    "UPDATE instances SET flavor = $2, old_flavor = NULL, vcpus = $3, memory_mb = $4, \
+                     root_gb = $5, vm_state = $6, task_state = NULL, power_state = $7, updated_at = $8 \
+                     WHERE id = $1",
+                )
+                .bind(&inst.id)
+                .bind(serde_json::to_string(&old)?)
+                .bind(old.vcpus)
+                .bind(old.memory_mb)
+                .bind(old.root_gb)
+                .bind(if was_running { "active" } else { "stopped" })
+                .bind(if was_running { power::RUNNING } else { power::SHUTDOWN })
+                .bind(store::now_micros())
+                .execute(this.db.pool())
+                .await?;
+                this.set_sysmeta(&inst.id, "migration", serde_json::Value::Null).await?;
+                this.set_sysmeta(&inst.id, "old_vm_state", serde_json::Value::Null).await?;
+                Ok::<(), Error>(())
+            }
+            .await;
+            let outcome = match r {
+                Ok(()) => "Success",
+                Err(e) => {
+                    tracing::warn!(server = %inst.id, error = %e, "revert resize failed");
+                    let _ = idb::add_fault(
+                        &this.db,
+                        &inst.id,
+                        500,
+                        &e.to_string(),
+                        "",
+                        Some(&host.name),
+                    )
+                    .await;
+                    let _ =
+                        idb::set_state(&this.db, &inst.id, &[], Some("error"), None, None).await;
+                    "Error"
+                }
+            };
+            let _ = idb::action_event(
+                &this.db,
+                &action_id,
+                "compute_revert_resize",
+                started,
+                outcome,
+                None,
+                Some(&host.name),
+            )
+            .await;
+            let _ = this.op_end(&inst.id).await;
+        });
+        Ok(())
+    }
+
+    /// shelve: power off, snapshot to an image, then offload at once
+    /// (Nova's default `shelved_offload_time = 0`): the server leaves its
+    /// host and frees its allocation.
+    pub async fn shelve_server(
+        self: &Arc<Self>,
+        caller: &crate::Caller,
+        inst: &Instance,
+        request_id: &str,
+    ) -> Result<()> {
+        if !SHELVE_STATES.contains(&inst.vm_state.as_str()) {
+            return Err(Error::invalid_state(
+                "vm_state",
+                &inst.vm_state,
+                "shelve",
+                &inst.id,
+            ));
+        }
+        Self::check_task_free(inst, "shelve")?;
+        let host = self.host_of(inst)?;
+        let disk_format = if host.hv.kind() == "fake" {
+            "raw"
+        } else {
+            "qcow2"
+        };
+        let image_id = self
+            .images
+            .create_queued(&image::bootstrap::NewImage {
+                name: format!("{}-shelved", inst.name),
+                owner: inst.project_id.clone(),
+                visibility: "private".into(),
+                disk_format: disk_format.into(),
+                container_format: "bare".into(),
+                min_disk: inst.flavor.root_gb,
+                min_ram: 0,
+                properties: [
+                    ("instance_uuid".to_string(), inst.id.clone()),
+                    ("image_type".to_string(), "snapshot".to_string()),
+                    ("base_image_ref".to_string(), inst.image_ref.clone()),
+                ]
+                .into_iter()
+                .collect(),
+            })
+            .await
+            .map_err(|e| Error::internal(format!("shelve image: {e}")))?;
+        if !idb::set_state(&self.db, &inst.id, &[None], None, Some("shelving"), None).await? {
+            return Err(Error::invalid_state(
+                "task_state",
+                "(changing)",
+                "shelve",
+                &inst.id,
+            ));
+        }
+        let action_id = idb::action_start(
+            &self.db,
+            &inst.id,
+            "shelve",
+            request_id,
+            caller.user(),
+            caller.project(),
+        )
+        .await?;
+        self.op_begin(&inst.id, "shelve", Some(&host.name)).await?;
+        let this = self.clone();
+        let inst = inst.clone();
+        let format = if disk_format == "raw" {
+            DiskFormat::Raw
+        } else {
+            DiskFormat::Qcow2
+        };
+        tokio::spawn(async move {
+            let started = store::now_micros();
+            let r = async {
+                let uuid = uuid::Uuid::parse_str(&inst.id).map_err(|_| Error::server_not_found(&inst.id))?;
+                let hv_err = |e: agent::hypervisor::Error| Error::internal(format!("shelve: {e}"));
+                let timeout = Duration::from_secs(this.cfg.shutdown_timeout_seconds);
+                let state = host.hv.info(uuid).await.map_err(hv_err)?.state;
+                if state == PowerState::Paused {
+                    host.hv.power_off(uuid, PowerOff::Hard).await.map_err(hv_err)?;
+                } else if state.is_active() {
+                    host.hv.power_off(uuid, PowerOff::graceful(timeout)).await.map_err(hv_err)?;
+                }
+                this.run_snapshot(&host, &inst.id, &image_id, format).await?;
+                this.set_sysmeta(&inst.id, "shelved_image_id", serde_json::json!(image_id)).await?;
+                // Offload.
+                idb::set_state(&this.db, &inst.id, &[], None, Some("shelving_offloading"), None).await?;
+                host.hv.delete(uuid).await.map_err(hv_err)?;
+                this.placement.free(&inst.id).await?;
+                store::sqlx::query(
+                    "UPDATE instances SET host = NULL, node = NULL, vm_state = 'shelved_offloaded', \
+                     task_state = NULL, power_state = $2, updated_at = $3 WHERE id = $1",
+                )
+                .bind(&inst.id)
+                .bind(power::SHUTDOWN)
+                .bind(store::now_micros())
+                .execute(this.db.pool())
+                .await?;
+                Ok::<(), Error>(())
+            }
+            .await;
+            let outcome = match r {
+                Ok(()) => "Success",
+                Err(e) => {
+                    tracing::warn!(server = %inst.id, error = %e, "shelve failed");
+                    if let Ok(mut tx) = this.images.db.write().await {
+                        if image::db::images::image_delete(&mut tx, &image_id)
+                            .await
+                            .is_ok()
+                        {
+                            let _ = tx.commit().await;
+                        }
+                    }
+                    let _ = idb::add_fault(
+                        &this.db,
+                        &inst.id,
+                        500,
+                        &e.to_string(),
+                        "",
+                        Some(&host.name),
+                    )
+                    .await;
+                    let _ = idb::set_state(&this.db, &inst.id, &[], None, None, None).await;
+                    "Error"
+                }
+            };
+            let _ = idb::action_event(
+                &this.db,
+                &action_id,
+                "compute_shelve_instance",
+                started,
+                outcome,
+                None,
+                Some(&host.name),
+            )
+            .await;
+            let _ = this.op_end(&inst.id).await;
+        });
+        Ok(())
+    }
+
+    /// unshelve: scheduled again (a new claim), spawned from the shelved
+    /// image, which is then deleted.
+    pub async fn unshelve_server(
+        self: &Arc<Self>,
+        caller: &crate::Caller,
+        inst: &Instance,
+        az: Option<String>,
+        request_id: &str,
+    ) -> Result<()> {
+        if !UNSHELVE_STATES.contains(&inst.vm_state.as_str()) {
+            return Err(Error::invalid_state(
+                "vm_state",
+                &inst.vm_state,
+                "unshelve",
+                &inst.id,
+            ));
+        }
+        Self::check_task_free(inst, "unshelve")?;
+        let image_id = sysmeta_str(inst, "shelved_image_id").ok_or_else(|| {
+            Error::conflict(format!("Instance {} has no shelved image.", inst.id))
+        })?;
+        if !idb::set_state(&self.db, &inst.id, &[None], None, Some("unshelving"), None).await? {
+            return Err(Error::invalid_state(
+                "task_state",
+                "(changing)",
+                "unshelve",
+                &inst.id,
+            ));
+        }
+        let action_id = idb::action_start(
+            &self.db,
+            &inst.id,
+            "unshelve",
+            request_id,
+            caller.user(),
+            caller.project(),
+        )
+        .await?;
+        self.op_begin(&inst.id, "unshelve", None).await?;
+        let this = self.clone();
+        let inst = inst.clone();
+        tokio::spawn(async move {
+            let started = store::now_micros();
+            let mut placed_host: Option<String> = None;
+            let r = async {
+                let mut spec: RequestSpec =
+                    serde_json::from_value(inst.request_spec.clone()).unwrap_or_default();
+                if az.is_some() {
+                    spec.availability_zone = az.clone();
+                }
+                let placed = this
+                    .schedule(
+                        &inst.id,
+                        &inst.project_id,
+                        &inst.user_id,
+                        &inst.flavor,
+                        &spec,
+                    )
+                    .await?;
+                placed_host = Some(placed.host.clone());
+                let h = this.hosts.get(&placed.host).ok_or_else(|| {
+                    Error::Unavailable(format!("Compute host {} could not be found.", placed.host))
+                })?;
+                store::sqlx::query(
+                    "UPDATE instances SET host = $2, node = $2, availability_zone = $3, \
+                     task_state = 'spawning', updated_at = $4 WHERE id = $1",
+                )
+                .bind(&inst.id)
+                .bind(&placed.host)
+                .bind(&placed.availability_zone)
+                .bind(store::now_micros())
+                .execute(this.db.pool())
+                .await?;
+                let image = if h.hv.kind() == "fake" {
+                    ImageSource {
+                        path: PathBuf::from(format!("/fake/images/{image_id}")),
+                        format: DiskFormat::Qcow2,
+                    }
+                } else {
+                    this.cached_image(&image_id).await?
+                };
+                let mut inst2 = inst.clone();
+                inst2.availability_zone = Some(placed.availability_zone.clone());
+                let server = ServerSpec {
+                    id: uuid::Uuid::parse_str(&inst.id)
+                        .map_err(|_| Error::server_not_found(&inst.id))?,
+                    name: inst.name.clone(),
+                    hostname: inst.hostname.clone(),
+                    vcpus: inst.flavor.vcpus as u32,
+                    memory_mb: inst.flavor.memory_mb as u64,
+                    root_gb: inst.flavor.root_gb as u64,
+                    image,
+                    nics: Vec::new(),
+                    config_drive: Some(this.config_drive(&inst2)),
+                    console_log: None,
+                };
+                let hv_err =
+                    |e: agent::hypervisor::Error| Error::internal(format!("unshelve: {e}"));
+                h.hv.define(server.clone()).await.map_err(hv_err)?;
+                if let Err(e) = h.hv.power_on(server.id).await {
+                    let _ = h.hv.delete(server.id).await;
+                    return Err(hv_err(e));
+                }
+                store::sqlx::query(
+                    "UPDATE instances SET vm_state = 'active', task_state = NULL, power_state = 1, \
+                     launched_at = $2, updated_at = $2 WHERE id = $1",
+                )
+                .bind(&inst.id)
+                .bind(store::now_micros())
+                .execute(this.db.pool())
+                .await?;
+                this.set_sysmeta(&inst.id, "shelved_image_id", serde_json::Value::Null)
+                    .await?;
+                // The shelved image is not needed any more. Its file stays
+                // while the cached base (a link to it) backs the disk.
+                if let Ok(mut tx) = this.images.db.write().await {
+                    if let Ok(Some(row)) = image::db::images::image_delete(&mut tx, &image_id).await
+                    {
+                        if tx.commit().await.is_ok() {
+                            if let Some(loc) = row.location {
+                                let _ = this.images.store.delete(&loc).await;
+                            }
+                        }
+                    }
+                }
+                Ok::<(), Error>(())
+            }
+            .await;
+            let outcome = match r {
+                Ok(()) => "Success",
+                Err(e) => {
+                    tracing::warn!(server = %inst.id, error = %e, "unshelve failed");
+                    let _ = this.placement.free(&inst.id).await;
+                    let _ = store::sqlx::query(
+                        "UPDATE instances SET host = NULL, node = NULL, task_state = NULL, updated_at = $2 WHERE id = $1",
+                    )
+                    .bind(&inst.id)
+                    .bind(store::now_micros())
+                    .execute(this.db.pool())
+                    .await;
+                    let _ = idb::add_fault(
+                        &this.db,
+                        &inst.id,
+                        500,
+                        &e.to_string(),
+                        "",
+                        placed_host.as_deref(),
+                    )
+                    .await;
+                    "Error"
+                }
+            };
+            let _ = idb::action_event(
+                &this.db,
+                &action_id,
+                "compute_unshelve_instance",
+                started,
+                outcome,
+                None,
+                placed_host.as_deref(),
+            )
+            .await;
+            let _ = this.op_end(&inst.id).await;
+        });
         Ok(())
     }
 }

@@ -81,6 +81,7 @@ async fn image(c: &Cloud, token: &str) -> String {
 }
 
 async fn wait_status(c: &Cloud, token: &str, id: &str, want: &str) -> Value {
+    let mut last = Value::Null;
     for _ in 0..200 {
         let r = nova(
             c,
@@ -96,9 +97,13 @@ async fn wait_status(c: &Cloud, token: &str, id: &str, want: &str) -> Value {
         if s["status"] == want && s["OS-EXT-STS:task_state"].is_null() {
             return s;
         }
+        last = s;
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("server {id} never reached {want}");
+    panic!(
+        "server {id} never reached {want}: status {} task {} fault {}",
+        last["status"], last["OS-EXT-STS:task_state"], last["fault"]
+    );
 }
 
 async fn scenario(engine: Engine) {
@@ -384,6 +389,74 @@ async fn scenario(engine: Engine) {
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
+    // Resize with revert, then with confirm: the allocation follows.
+    flavor(&c, "2", 2, 1024, 2).await;
+    let act = |body: Value| {
+        let path = format!("/servers/{id}/action");
+        let c = &c;
+        let admin = admin.clone();
+        async move { nova(c, Method::POST, &path, &admin, "2.79", Some(body)).await }
+    };
+    let alloc_of = |consumer: String| {
+        let c = &c;
+        let admin = admin.clone();
+        async move {
+            let r = c
+                .get(&format!("/placement/allocations/{consumer}"), &admin)
+                .await;
+            r.body["allocations"]
+                .as_object()
+                .and_then(|m| m.values().next())
+                .map(|a| a["resources"].clone())
+                .unwrap_or(Value::Null)
+        }
+    };
+    let r = act(json!({"resize": {"flavorRef": "1"}})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "same flavor");
+    let r = act(json!({"resize": {"flavorRef": "2"}})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let s = wait_status(&c, &admin, &id, "VERIFY_RESIZE").await;
+    assert_eq!(s["flavor"]["vcpus"], 2);
+    assert_eq!(alloc_of(id.clone()).await["MEMORY_MB"], 1024);
+    let r = act(json!({"revertResize": null})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let s = wait_status(&c, &admin, &id, "ACTIVE").await;
+    assert_eq!(s["flavor"]["vcpus"], 1);
+    assert_eq!(alloc_of(id.clone()).await["MEMORY_MB"], 512);
+    let r = act(json!({"resize": {"flavorRef": "2"}})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    wait_status(&c, &admin, &id, "VERIFY_RESIZE").await;
+    let r = act(json!({"confirmResize": null})).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let s = wait_status(&c, &admin, &id, "ACTIVE").await;
+    assert_eq!(s["flavor"]["ram"], 1024);
+    assert_eq!(alloc_of(id.clone()).await["MEMORY_MB"], 1024);
+    let r = nova(&c, Method::GET, "/os-migrations", &admin, "2.79", None).await;
+    let statuses: Vec<&str> = r.body["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.contains(&"reverted") && statuses.contains(&"confirmed"),
+        "{statuses:?}"
+    );
+
+    // Shelve (offloaded at once: no host, no allocation), then unshelve.
+    let r = act(json!({"shelve": null})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let s = wait_status(&c, &admin, &id, "SHELVED_OFFLOADED").await;
+    assert!(s["OS-EXT-SRV-ATTR:host"].is_null());
+    assert_eq!(alloc_of(id.clone()).await, Value::Null);
+    let r = act(json!({"os-start": null})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = act(json!({"unshelve": null})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let s = wait_status(&c, &admin, &id, "ACTIVE").await;
+    assert!(s["OS-EXT-SRV-ATTR:host"].is_string());
+    assert_eq!(alloc_of(id.clone()).await["MEMORY_MB"], 1024);
+
     // Lists.
     let r = nova(&c, Method::GET, "/servers", &admin, "2.79", None).await;
     assert_eq!(r.body["servers"].as_array().unwrap().len(), 1);
@@ -417,7 +490,7 @@ async fn scenario(engine: Engine) {
         None,
     )
     .await;
-    assert_eq!(r.body["server"]["flavor"]["id"], "1");
+    assert_eq!(r.body["server"]["flavor"]["id"], "2", "resized to flavor 2 above");
     assert!(r.body["server"].get("tags").is_some());
     let r = nova(
         &c,

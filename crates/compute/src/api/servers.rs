@@ -1174,13 +1174,13 @@ pub async fn action(
         "os-resetState" => ("os_compute_api:os-admin-actions:reset_state", None),
         "createImage" => ("os_compute_api:servers:create_image", None),
         "rebuild" => ("os_compute_api:servers:rebuild", None),
-        "resize"
-        | "confirmResize"
-        | "revertResize"
-        | "shelve"
-        | "shelveOffload"
-        | "unshelve"
-        | "rescue"
+        "resize" => ("os_compute_api:servers:resize", None),
+        "confirmResize" => ("os_compute_api:servers:confirm_resize", None),
+        "revertResize" => ("os_compute_api:servers:revert_resize", None),
+        "shelve" => ("os_compute_api:os-shelve:shelve", None),
+        "shelveOffload" => ("os_compute_api:os-shelve:shelve_offload", None),
+        "unshelve" => ("os_compute_api:os-shelve:unshelve", None),
+        "rescue"
         | "unrescue"
         | "os-getSerialConsole"
         | "os-getVNCConsole"
@@ -1423,6 +1423,60 @@ pub async fn action(
             let mut server = render(&inst, &view);
             server["adminPass"] = json!(admin_pass());
             Ok((StatusCode::ACCEPTED, Json(json!({"server": server}))).into_response())
+        }
+        "resize" => {
+            check_lock(&caller, &inst)?;
+            let flavor = match args.get("flavorRef") {
+                Some(Value::String(f)) if !f.is_empty() => {
+                    f.rsplit('/').next().unwrap_or(f).to_string()
+                }
+                Some(Value::Number(n)) => n.to_string(),
+                _ => {
+                    return Err(invalid(
+                        "resize",
+                        args,
+                        "'flavorRef' is a required property",
+                    ))
+                }
+            };
+            state.resize_server(&caller, &inst, &flavor, &rid).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        "confirmResize" => {
+            check_lock(&caller, &inst)?;
+            state.confirm_resize(&inst, &rid, &caller).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        "revertResize" => {
+            check_lock(&caller, &inst)?;
+            state.revert_resize(&inst, &rid, &caller).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        "shelve" => {
+            check_lock(&caller, &inst)?;
+            state.shelve_server(&caller, &inst, &rid).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        "shelveOffload" => {
+            // Servers are offloaded as they are shelved.
+            Err(Error::invalid_state(
+                "vm_state",
+                &inst.vm_state,
+                "shelveOffload",
+                &inst.id,
+            ))
+        }
+        "unshelve" => {
+            check_lock(&caller, &inst)?;
+            let az = if mv.at_least(77) {
+                args.get("availability_zone")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            } else {
+                None
+            };
+            state.unshelve_server(&caller, &inst, az, &rid).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
         }
         "os-resetState" => {
             let to = args.get("state").and_then(Value::as_str).unwrap_or("");
