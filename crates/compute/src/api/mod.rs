@@ -13,6 +13,7 @@ mod limits;
 mod migrations;
 mod quotas;
 mod server_groups;
+mod server_meta;
 pub mod servers;
 mod usage;
 mod versions;
@@ -152,6 +153,31 @@ pub fn router(state: Arc<Compute>) -> Router {
                 .delete(servers::delete),
         )
         .route("/servers/{id}/action", post(servers::action))
+        .route(
+            "/servers/{id}/metadata",
+            get(server_meta::metadata_index)
+                .post(server_meta::metadata_create)
+                .put(server_meta::metadata_update_all),
+        )
+        .route(
+            "/servers/{id}/metadata/{key}",
+            get(server_meta::metadata_show)
+                .put(server_meta::metadata_update)
+                .delete(server_meta::metadata_delete),
+        )
+        .route(
+            "/servers/{id}/tags",
+            get(server_meta::tags_index)
+                .put(server_meta::tags_update_all)
+                .delete(server_meta::tags_delete_all),
+        )
+        .route(
+            "/servers/{id}/tags/{tag}",
+            get(server_meta::tag_show)
+                .put(server_meta::tag_update)
+                .delete(server_meta::tag_delete),
+        )
+        .route("/servers/{id}/diagnostics", get(server_meta::diagnostics))
         .route("/servers/{id}/os-instance-actions", get(actions::list))
         .route(
             "/servers/{id}/os-instance-actions/{request_id}",

@@ -408,3 +408,129 @@ pub async fn action_event(
     .await?;
     Ok(())
 }
+
+// ------------------------------------------- metadata and tags sub-resources
+
+/// Takes the server's row lock (PostgreSQL) for the rest of `tx`, bumping
+/// `updated_at` when `bump`. False when the server is gone.
+pub async fn lock_for_change(tx: &mut Tx<'_>, id: &str, bump: bool) -> store::sqlx::Result<bool> {
+    let q = if bump {
+        store::sqlx::query(
+            "UPDATE instances SET updated_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(store::now_micros())
+    } else {
+        store::sqlx::query(
+            "UPDATE instances SET updated_at = updated_at WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+    };
+    let n = q.execute(&mut **tx).await?.rows_affected();
+    Ok(n == 1)
+}
+
+/// A server's metadata, read inside a transaction.
+pub async fn metadata_in(
+    tx: &mut Tx<'_>,
+    id: &str,
+) -> store::sqlx::Result<BTreeMap<String, String>> {
+    let rows =
+        store::sqlx::query("SELECT key, value FROM instance_metadata WHERE instance_id = $1")
+            .bind(id)
+            .fetch_all(&mut **tx)
+            .await?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        out.insert(r.try_get(0)?, r.try_get(1)?);
+    }
+    Ok(out)
+}
+
+/// Writes metadata items: with `replace`, the server's metadata becomes
+/// exactly `items`; otherwise `items` are added or overwritten.
+pub async fn metadata_write(
+    tx: &mut Tx<'_>,
+    id: &str,
+    items: &BTreeMap<String, String>,
+    replace: bool,
+) -> store::sqlx::Result<()> {
+    if replace {
+        store::sqlx::query("DELETE FROM instance_metadata WHERE instance_id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for (k, v) in items {
+        if !replace {
+            store::sqlx::query("DELETE FROM instance_metadata WHERE instance_id = $1 AND key = $2")
+                .bind(id)
+                .bind(k)
+                .execute(&mut **tx)
+                .await?;
+        }
+        store::sqlx::query(
+            "INSERT INTO instance_metadata (instance_id, key, value) VALUES ($1, $2, $3)",
+        )
+        .bind(id)
+        .bind(k)
+        .bind(v)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Removes one metadata item; false when there was none.
+pub async fn metadata_delete(tx: &mut Tx<'_>, id: &str, key: &str) -> store::sqlx::Result<bool> {
+    let n = store::sqlx::query("DELETE FROM instance_metadata WHERE instance_id = $1 AND key = $2")
+        .bind(id)
+        .bind(key)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(n > 0)
+}
+
+/// A server's tags in order, read inside a transaction.
+pub async fn tags_in(tx: &mut Tx<'_>, id: &str) -> store::sqlx::Result<Vec<String>> {
+    let rows =
+        store::sqlx::query("SELECT tag FROM instance_tags WHERE instance_id = $1 ORDER BY tag")
+            .bind(id)
+            .fetch_all(&mut **tx)
+            .await?;
+    rows.iter().map(|r| r.try_get(0)).collect()
+}
+
+/// Replaces a server's tags.
+pub async fn tags_replace(tx: &mut Tx<'_>, id: &str, tags: &[String]) -> store::sqlx::Result<()> {
+    store::sqlx::query("DELETE FROM instance_tags WHERE instance_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    for t in tags {
+        tag_add(tx, id, t).await?;
+    }
+    Ok(())
+}
+
+/// Adds one tag (which must not be there yet).
+pub async fn tag_add(tx: &mut Tx<'_>, id: &str, tag: &str) -> store::sqlx::Result<()> {
+    store::sqlx::query("INSERT INTO instance_tags (instance_id, tag) VALUES ($1, $2)")
+        .bind(id)
+        .bind(tag)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Removes one tag; false when there was none.
+pub async fn tag_delete(tx: &mut Tx<'_>, id: &str, tag: &str) -> store::sqlx::Result<bool> {
+    let n = store::sqlx::query("DELETE FROM instance_tags WHERE instance_id = $1 AND tag = $2")
+        .bind(id)
+        .bind(tag)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(n > 0)
+}
