@@ -490,7 +490,10 @@ async fn scenario(engine: Engine) {
         None,
     )
     .await;
-    assert_eq!(r.body["server"]["flavor"]["id"], "2", "resized to flavor 2 above");
+    assert_eq!(
+        r.body["server"]["flavor"]["id"], "2",
+        "resized to flavor 2 above"
+    );
     assert!(r.body["server"].get("tags").is_some());
     let r = nova(
         &c,
