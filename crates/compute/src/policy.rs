@@ -95,6 +95,7 @@ pub fn defaults() -> Vec<(&'static str, &'static str)> {
         "os_compute_api:servers:index",
         "os_compute_api:servers:detail",
         "os_compute_api:servers:show",
+        "os_compute_api:servers:topology:index",
         "os_compute_api:os-flavor-extra-specs:index",
         "os_compute_api:os-flavor-extra-specs:show",
         "os_compute_api:os-availability-zone:list",

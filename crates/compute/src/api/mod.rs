@@ -153,6 +153,7 @@ pub fn router(state: Arc<Compute>) -> Router {
                 .delete(servers::delete),
         )
         .route("/servers/{id}/action", post(servers::action))
+        .route("/servers/{id}/topology", get(servers::topology))
         .route(
             "/servers/{id}/metadata",
             get(server_meta::metadata_index)

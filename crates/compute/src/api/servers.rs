@@ -1493,3 +1493,21 @@ pub async fn action(
         _ => Err(Error::bad(format!("There is no such action: {name}"))),
     }
 }
+
+/// GET /servers/{id}/topology (2.78): the guest NUMA topology. Servers here
+/// have no NUMA placement (no hw:numa_* / pinning support yet), which Nova
+/// shows as no nodes.
+pub async fn topology(
+    state: State,
+    Auth(caller): Auth,
+    mv: Mv,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    if !mv.at_least(78) {
+        return Err(Error::not_found("The resource could not be found."));
+    }
+    state
+        .visible(&caller, &id, "os_compute_api:servers:topology:index")
+        .await?;
+    Ok(Json(json!({"nodes": [], "pagesize_kb": null})))
+}
