@@ -41,6 +41,14 @@ pub struct Compute {
     pub images: Arc<image::ImageService>,
     /// The hosts this process drives.
     pub hosts: hosts::Hosts,
+    /// Host states for the scheduler, with when they were read.
+    #[allow(clippy::type_complexity)]
+    host_cache: std::sync::Mutex<
+        Option<(
+            std::time::Instant,
+            Arc<std::collections::BTreeMap<String, scheduler::HostState>>,
+        )>,
+    >,
     /// This process's id in `compute_operations`.
     pub owner: String,
     /// The compute endpoint as clients reach it (`http://host:port/compute`).
@@ -95,6 +103,7 @@ impl Compute {
             placement,
             images,
             hosts: hosts::Hosts::default(),
+            host_cache: std::sync::Mutex::new(None),
             owner: format!(
                 "{}:{}:{}",
                 system_hostname(),
@@ -220,6 +229,7 @@ impl Compute {
     /// into its placement resource provider.
     pub async fn host_aggregates_changed(&self, host: &str) -> Result<()> {
         use store::Row;
+        self.invalidate_host_cache();
         let node = store::sqlx::query("SELECT id FROM compute_nodes WHERE host = $1")
             .bind(host)
             .fetch_optional(self.db.pool())

@@ -201,8 +201,15 @@ async fn check_deltas(
             .into_iter()
             .collect()
     };
-    let pcount = count(db::instance_usage(&compute.db, project, None).await?);
     let get = |m: &Limits, k: &str| m.get(k).copied().unwrap_or(-1);
+    // Nothing limited: no need to count.
+    if deltas
+        .iter()
+        .all(|(k, _)| get(&plimits, k) < 0 && get(&ulimits, k) < 0)
+    {
+        return Ok(None);
+    }
+    let pcount = count(db::instance_usage(&compute.db, project, None).await?);
     if !per_user {
         // Checked once against the smaller of the two limits.
         let mut overs = Vec::new();

@@ -42,7 +42,7 @@ pub struct Placed {
 
 /// A host as the filters see it.
 #[derive(Clone, Debug)]
-struct HostState {
+pub struct HostState {
     name: String,
     usable: bool,
     zone: String,
@@ -101,8 +101,31 @@ pub fn no_valid_host(reason: &str) -> Error {
 }
 
 impl Compute {
-    /// Every compute host with whether it can take servers and its zone.
-    async fn host_states(&self) -> Result<BTreeMap<String, HostState>> {
+    /// Every compute host with whether it can take servers and its zone,
+    /// read at most once a second (and again after a service or aggregate
+    /// change in this process): with a thousand hosts, reading them for
+    /// every create would dominate scheduling.
+    async fn host_states(&self) -> Result<std::sync::Arc<BTreeMap<String, HostState>>> {
+        {
+            let cached = self.host_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, states)) = cached.as_ref() {
+                if at.elapsed() < std::time::Duration::from_secs(1) {
+                    return Ok(states.clone());
+                }
+            }
+        }
+        let states = std::sync::Arc::new(self.read_host_states().await?);
+        *self.host_cache.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), states.clone()));
+        Ok(states)
+    }
+
+    /// Forgets the cached host states (a service or aggregate changed).
+    pub fn invalidate_host_cache(&self) {
+        *self.host_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    async fn read_host_states(&self) -> Result<BTreeMap<String, HostState>> {
         let down_before = store::now_micros()
             - (self.cfg.service_down_time_seconds as i64).saturating_mul(1_000_000);
         let rows = store::sqlx::query(

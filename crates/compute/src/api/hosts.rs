@@ -192,6 +192,7 @@ pub async fn service_update(
     .bind(store::now_micros())
     .execute(state.db.pool())
     .await?;
+    state.invalidate_host_cache();
     let list = services(&state).await?;
     let svc = list
         .iter()
@@ -231,6 +232,7 @@ async fn legacy_update(state: &Compute, action: &str, body: &Value, mv: Mv) -> R
     .bind(store::now_micros())
     .execute(state.db.pool())
     .await?;
+    state.invalidate_host_cache();
     if r.rows_affected() == 0 {
         return Err(Error::not_found(format!(
             "Service {binary} on host {host} not found."

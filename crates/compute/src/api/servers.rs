@@ -958,8 +958,15 @@ async fn list_impl(
         ),
         None => None,
     };
+    // Without a name regex (matched here, not in SQL) the database stops
+    // at the page size.
+    let sql_limit = if name_re.is_none() {
+        format!(" LIMIT {limit}")
+    } else {
+        String::new()
+    };
     let sql = format!(
-        "SELECT {} FROM instances WHERE {} ORDER BY {column} {dir}, id {dir}",
+        "SELECT {} FROM instances WHERE {} ORDER BY {column} {dir}, id {dir}{sql_limit}",
         idb::COLS,
         if conds.is_empty() {
             "1 = 1".to_string()
