@@ -8,6 +8,11 @@ mod common;
 use std::sync::Arc;
 
 use common::{Cloud, Engine};
+
+/// These tests count providers and candidates: no compute hosts.
+fn no_compute(cfg: &mut oxistack::config::Config) {
+    cfg.compute.enabled = false;
+}
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -55,6 +60,7 @@ async fn provider(c: &Cloud, token: &str, name: &str, inventories: Value) -> Str
 
 both_engines!(
     keystone_tokens_policy_and_the_basic_flow,
+    tweak = no_compute,
     async |c: &Cloud| {
         let admin = c.admin_token().await;
         // Root is open; everything else needs a token.
@@ -236,6 +242,7 @@ both_engines!(
 
 both_engines!(
     fifty_concurrent_claimants_never_oversubscribe,
+    tweak = no_compute,
     async |c: &Cloud| {
         let admin = Arc::new(c.admin_token().await);
         // A provider with 20 VCPUs and a second one with plenty of disk: every
@@ -327,51 +334,55 @@ both_engines!(
     }
 );
 
-both_engines!(a_second_process_sees_every_write, async |c: &Cloud| {
-    use tower::ServiceExt;
-    let admin = c.admin_token().await;
-    // A second placement service on the same database, as a second API
-    // process would run it (no message bus between them).
-    let db = store::Db::connect(&c.db_url, 4).await.unwrap();
-    let tokens: Arc<dyn api_common::TokenValidator> = c.identity.clone();
-    let other = placement::Placement::new(db, c.cfg.placement.clone(), Some(tokens))
-        .await
-        .unwrap();
-    let router = placement::api::router(other);
-    let ask = |path: String| {
-        let router = router.clone();
-        let admin = admin.clone();
-        async move {
-            let req = axum::http::Request::builder()
-                .uri(path)
-                .header("x-auth-token", admin)
-                .header(MV.0, MV.1)
-                .body(axum::body::Body::empty())
-                .unwrap();
-            let res = router.oneshot(req).await.unwrap();
-            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
-                .await
-                .unwrap();
-            serde_json::from_slice::<Value>(&bytes).unwrap()
-        }
-    };
-    let before = ask("/allocation_candidates?resources=VCPU:1".into()).await;
-    assert_eq!(before["allocation_requests"].as_array().unwrap().len(), 0);
-    let rp = provider(c, &admin, "cn-shared", json!({"VCPU": {"total": 4}})).await;
-    let after = ask("/allocation_candidates?resources=VCPU:1".into()).await;
-    assert_eq!(after["allocation_requests"].as_array().unwrap().len(), 1);
-    assert!(after["provider_summaries"].get(&rp).is_some());
-    let r = pcall(
-        c,
-        Method::DELETE,
-        &format!("/resource_providers/{rp}/inventories"),
-        &admin,
-        None,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT);
-    let gone = ask("/allocation_candidates?resources=VCPU:1".into()).await;
-    assert_eq!(gone["allocation_requests"].as_array().unwrap().len(), 0);
-    let listed = ask("/resource_providers?name=cn-shared".into()).await;
-    assert_eq!(listed["resource_providers"][0]["uuid"], rp.as_str());
-});
+both_engines!(
+    a_second_process_sees_every_write,
+    tweak = no_compute,
+    async |c: &Cloud| {
+        use tower::ServiceExt;
+        let admin = c.admin_token().await;
+        // A second placement service on the same database, as a second API
+        // process would run it (no message bus between them).
+        let db = store::Db::connect(&c.db_url, 4).await.unwrap();
+        let tokens: Arc<dyn api_common::TokenValidator> = c.identity.clone();
+        let other = placement::Placement::new(db, c.cfg.placement.clone(), Some(tokens))
+            .await
+            .unwrap();
+        let router = placement::api::router(other);
+        let ask = |path: String| {
+            let router = router.clone();
+            let admin = admin.clone();
+            async move {
+                let req = axum::http::Request::builder()
+                    .uri(path)
+                    .header("x-auth-token", admin)
+                    .header(MV.0, MV.1)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let res = router.oneshot(req).await.unwrap();
+                let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                serde_json::from_slice::<Value>(&bytes).unwrap()
+            }
+        };
+        let before = ask("/allocation_candidates?resources=VCPU:1".into()).await;
+        assert_eq!(before["allocation_requests"].as_array().unwrap().len(), 0);
+        let rp = provider(c, &admin, "cn-shared", json!({"VCPU": {"total": 4}})).await;
+        let after = ask("/allocation_candidates?resources=VCPU:1".into()).await;
+        assert_eq!(after["allocation_requests"].as_array().unwrap().len(), 1);
+        assert!(after["provider_summaries"].get(&rp).is_some());
+        let r = pcall(
+            c,
+            Method::DELETE,
+            &format!("/resource_providers/{rp}/inventories"),
+            &admin,
+            None,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        let gone = ask("/allocation_candidates?resources=VCPU:1".into()).await;
+        assert_eq!(gone["allocation_requests"].as_array().unwrap().len(), 0);
+        let listed = ask("/resource_providers?name=cn-shared".into()).await;
+        assert_eq!(listed["resource_providers"][0]["uuid"], rp.as_str());
+    }
+);

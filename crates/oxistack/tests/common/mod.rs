@@ -248,6 +248,29 @@ pub fn project_scope(name: &str) -> Value {
 /// Runs an async test body against both engines.
 #[macro_export]
 macro_rules! both_engines {
+    // With a configuration tweak (e.g. no compute hosts for tests that need
+    // an empty placement).
+    ($name:ident, tweak = $tweak:expr, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let cloud = Cloud::start_with(Engine::Sqlite, $tweak).await.unwrap();
+                ($body)(&cloud).await;
+                cloud.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(cloud) = Cloud::start_with(Engine::Postgres, $tweak).await else {
+                    return;
+                };
+                ($body)(&cloud).await;
+                cloud.stop().await;
+            }
+        }
+    };
     ($name:ident, $body:expr) => {
         mod $name {
             use super::*;
