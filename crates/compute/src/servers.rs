@@ -570,6 +570,20 @@ impl Compute {
                     // server is still down now (a reboot's power-off is
                     // followed by a start), and only on a server no
                     // operation is working on.
+                    // Read the row first; the update below only applies if
+                    // nothing changed it meanwhile (an operation that ends
+                    // after this check writes its own state).
+                    let row = store::sqlx::query(
+                        "SELECT updated_at FROM instances WHERE id = $1 AND task_state IS NULL \
+                         AND vm_state IN ('active', 'paused') AND deleted_at IS NULL",
+                    )
+                    .bind(&id)
+                    .fetch_optional(this.db.pool())
+                    .await;
+                    let Ok(Some(row)) = row else { continue };
+                    let Ok(seen) = row.try_get::<i64, _>(0) else {
+                        continue;
+                    };
                     let down_now = match host.hv.info(ev.id).await {
                         Ok(info) => matches!(info.state, PowerState::Shutoff | PowerState::Crashed),
                         Err(_) => false,
@@ -579,11 +593,13 @@ impl Compute {
                     }
                     let vm_active = store::sqlx::query(
                         "UPDATE instances SET vm_state = 'stopped', power_state = $2, updated_at = $3 \
-                         WHERE id = $1 AND task_state IS NULL AND vm_state IN ('active', 'paused')",
+                         WHERE id = $1 AND task_state IS NULL AND vm_state IN ('active', 'paused') \
+                         AND updated_at = $4",
                     )
                     .bind(&id)
                     .bind(p)
                     .bind(store::now_micros())
+                    .bind(seen)
                     .execute(this.db.pool())
                     .await;
                     if let Err(e) = vm_active {
