@@ -93,6 +93,42 @@ impl Compute {
             .ok_or_else(|| Error::Unavailable(format!("Compute host {name} could not be found.")))
     }
 
+    /// The end of an operation that ran in a task: on failure a fault and
+    /// the server to `failed_vm_state` (None keeps it) with its task
+    /// cleared; then the action's event and the operation row removed.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_op(
+        &self,
+        id: &str,
+        action_id: &str,
+        event: &str,
+        started: i64,
+        host: &str,
+        result: Result<()>,
+        failed_vm_state: Option<&str>,
+    ) {
+        let outcome = match result {
+            Ok(()) => "Success",
+            Err(e) => {
+                tracing::warn!(server = %id, error = %e, event, "operation failed");
+                let _ = idb::add_fault(&self.db, id, 500, &e.to_string(), "", Some(host)).await;
+                let _ = idb::set_state(&self.db, id, &[], failed_vm_state, None, None).await;
+                "Error"
+            }
+        };
+        let _ = idb::action_event(
+            &self.db,
+            action_id,
+            event,
+            started,
+            outcome,
+            None,
+            Some(host),
+        )
+        .await;
+        let _ = self.op_end(id).await;
+    }
+
     /// Records an operation in flight (for the reconciler).
     pub(crate) async fn op_begin(&self, id: &str, op: &str, host: Option<&str>) -> Result<()> {
         let now = store::now_micros();
@@ -1337,28 +1373,16 @@ impl Compute {
         tokio::spawn(async move {
             let started = store::now_micros();
             let r = this.run_rebuild(&host, &id, was_running).await;
-            let outcome = match r {
-                Ok(()) => "Success",
-                Err(e) => {
-                    tracing::warn!(server = %id, error = %e, "rebuild failed");
-                    let _ =
-                        idb::add_fault(&this.db, &id, 500, &e.to_string(), "", Some(&host.name))
-                            .await;
-                    let _ = idb::set_state(&this.db, &id, &[], Some("error"), None, None).await;
-                    "Error"
-                }
-            };
-            let _ = idb::action_event(
-                &this.db,
+            this.finish_op(
+                &id,
                 &action_id,
                 "compute_rebuild_instance",
                 started,
-                outcome,
-                None,
-                Some(&host.name),
+                &host.name,
+                r,
+                Some("error"),
             )
             .await;
-            let _ = this.op_end(&id).await;
         });
         Ok(())
     }
@@ -1519,34 +1543,17 @@ impl Compute {
         let inst = inst.clone();
         tokio::spawn(async move {
             let started = store::now_micros();
-            let outcome = match this.run_resize(&host, &inst, &flavor).await {
-                Ok(()) => "Success",
-                Err(e) => {
-                    tracing::warn!(server = %inst.id, error = %e, "resize failed");
-                    let _ = idb::add_fault(
-                        &this.db,
-                        &inst.id,
-                        500,
-                        &e.to_string(),
-                        "",
-                        Some(&host.name),
-                    )
-                    .await;
-                    let _ = idb::set_state(&this.db, &inst.id, &[], None, None, None).await;
-                    "Error"
-                }
-            };
-            let _ = idb::action_event(
-                &this.db,
+            let r = this.run_resize(&host, &inst, &flavor).await;
+            this.finish_op(
+                &inst.id,
                 &action_id,
                 "compute_resize_instance",
                 started,
-                outcome,
+                &host.name,
+                r,
                 None,
-                Some(&host.name),
             )
             .await;
-            let _ = this.op_end(&inst.id).await;
         });
         Ok(())
     }
@@ -1912,35 +1919,16 @@ impl Compute {
                 Ok::<(), Error>(())
             }
             .await;
-            let outcome = match r {
-                Ok(()) => "Success",
-                Err(e) => {
-                    tracing::warn!(server = %inst.id, error = %e, "revert resize failed");
-                    let _ = idb::add_fault(
-                        &this.db,
-                        &inst.id,
-                        500,
-                        &e.to_string(),
-                        "",
-                        Some(&host.name),
-                    )
-                    .await;
-                    let _ =
-                        idb::set_state(&this.db, &inst.id, &[], Some("error"), None, None).await;
-                    "Error"
-                }
-            };
-            let _ = idb::action_event(
-                &this.db,
+            this.finish_op(
+                &inst.id,
                 &action_id,
                 "compute_revert_resize",
                 started,
-                outcome,
-                None,
-                Some(&host.name),
+                &host.name,
+                r,
+                Some("error"),
             )
             .await;
-            let _ = this.op_end(&inst.id).await;
         });
         Ok(())
     }
