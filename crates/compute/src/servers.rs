@@ -1628,8 +1628,11 @@ impl Compute {
         store::sqlx::query(
             "INSERT INTO migrations (id, uuid, instance_id, migration_type, status, \
              source_compute, dest_compute, source_node, dest_node, old_flavor_id, new_flavor_id, \
+             old_instance_type_id, new_instance_type_id, \
              project_id, user_id, created_at, updated_at) VALUES ($1, $2, $3, 'resize', \
-             'migrating', $4, $4, $4, $4, $5, $6, $7, $8, $9, $9)",
+             'migrating', $4, $4, $4, $4, $5, $6, \
+             (SELECT internal_id FROM flavors WHERE id = $5), \
+             (SELECT internal_id FROM flavors WHERE id = $6), $7, $8, $9, $9)",
         )
         .bind(mig_id)
         .bind(&migration)

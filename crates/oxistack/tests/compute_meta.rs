@@ -694,7 +694,7 @@ async fn diagnostics(c: &Cloud, admin: &str, img: &str) {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let b = &r.body;
     assert_eq!(b["state"], "running");
-    assert_eq!(b["driver"], "fake");
+    assert_eq!(b["driver"], "libvirt");
     assert_eq!(b["hypervisor"], "fake");
     assert_eq!(b["hypervisor_os"], "linux");
     assert_eq!(b["config_drive"], true);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, RawQuery};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use store::Row;
 
 use super::servers::iso;
@@ -555,7 +555,7 @@ pub async fn hypervisor_uptime(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    h["uptime"] = if state
+    let uptime = if state
         .hosts
         .get(&host)
         .is_some_and(|x| x.hv.kind() == "qemu")
@@ -564,7 +564,14 @@ pub async fn hypervisor_uptime(
     } else {
         Value::Null
     };
-    Ok(Json(json!({ "hypervisor": h })))
+    // Nova's uptime view: the hypervisor's identity and state, not its
+    // resources.
+    let mut out = Map::new();
+    for k in ["id", "hypervisor_hostname", "state", "status"] {
+        out.insert(k.into(), h[k].take());
+    }
+    out.insert("uptime".into(), uptime);
+    Ok(Json(json!({ "hypervisor": out })))
 }
 
 // ------------------------------------------------------------- os-hosts

@@ -16,7 +16,7 @@ use super::{base_url, query_pairs, Auth, Mv, State};
 use crate::error::{Error, Result};
 
 const COLS: &str = "id, uuid, instance_id, migration_type, status, source_compute, dest_compute, \
-    source_node, dest_node, old_flavor_id, new_flavor_id, created_at, updated_at";
+    source_node, dest_node, old_instance_type_id, new_instance_type_id, created_at, updated_at";
 
 /// A time filter (ISO 8601, as `timeutils.parse_isotime`).
 fn iso(name: &str, v: &str) -> Result<i64> {
@@ -38,13 +38,6 @@ fn iso(name: &str, v: &str) -> Result<i64> {
 }
 
 /// A flavor id as the old integer fields show it.
-fn flavor_ref(v: Option<String>) -> Value {
-    match v {
-        Some(s) => s.parse::<i64>().map_or(Value::String(s), |n| json!(n)),
-        None => Value::Null,
-    }
-}
-
 pub async fn index(
     state: State,
     Auth(caller): Auth,
@@ -188,8 +181,10 @@ pub async fn index(
         o.insert("dest_node".into(), host(r.try_get(8)?));
         o.insert("id".into(), json!(id));
         o.insert("instance_uuid".into(), json!(instance));
-        o.insert("new_instance_type_id".into(), flavor_ref(r.try_get(10)?));
-        o.insert("old_instance_type_id".into(), flavor_ref(r.try_get(9)?));
+        let new_type: Option<i64> = r.try_get(10)?;
+        let old_type: Option<i64> = r.try_get(9)?;
+        o.insert("new_instance_type_id".into(), json!(new_type));
+        o.insert("old_instance_type_id".into(), json!(old_type));
         o.insert("source_compute".into(), host(r.try_get(5)?));
         o.insert("source_node".into(), host(r.try_get(7)?));
         o.insert("status".into(), json!(status));

@@ -717,7 +717,10 @@ pub async fn diagnostics(
     let disk_details = vec![disk.clone(), disk];
     Ok(Json(json!({
         "state": info.state.as_str(),
-        "driver": kind,
+        // Nova's diagnostics name one of its virt drivers (libvirt, xenapi,
+        // vmwareapi, ironic); QEMU driven directly is libvirt's case, and
+        // Nova's own fake driver reports libvirt too.
+        "driver": "libvirt",
         "hypervisor": hypervisor,
         "hypervisor_os": "linux",
         "uptime": uptime,

@@ -141,6 +141,9 @@ pub struct View<'a> {
     pub admin: bool,
     pub fault: Option<&'a (i64, String, String, i64)>,
     pub groups: Option<Vec<String>>,
+    /// The update and rebuild responses before 2.75, which leave out the
+    /// extension attributes (zone, host, task and power state, usage...).
+    pub reduced: bool,
 }
 
 /// A server's body at the request's microversion.
@@ -199,15 +202,18 @@ pub fn render(i: &Instance, v: &View<'_>) -> Value {
     ) {
         s.insert("progress".into(), json!(i.progress));
     }
-    s.insert(
-        "OS-EXT-AZ:availability_zone".into(),
-        json!(i.availability_zone.clone().unwrap_or_default()),
-    );
-    s.insert("config_drive".into(), json!(i.config_drive));
-    s.insert("key_name".into(), json!(i.key_name));
-    s.insert("OS-SRV-USG:launched_at".into(), iso_usec(i.launched_at));
-    s.insert("OS-SRV-USG:terminated_at".into(), iso_usec(i.terminated_at));
-    if v.admin {
+    let full = !v.reduced;
+    if full {
+        s.insert(
+            "OS-EXT-AZ:availability_zone".into(),
+            json!(i.availability_zone.clone().unwrap_or_default()),
+        );
+        s.insert("config_drive".into(), json!(i.config_drive));
+        s.insert("key_name".into(), json!(i.key_name));
+        s.insert("OS-SRV-USG:launched_at".into(), iso_usec(i.launched_at));
+        s.insert("OS-SRV-USG:terminated_at".into(), iso_usec(i.terminated_at));
+    }
+    if v.admin && full {
         s.insert("OS-EXT-SRV-ATTR:host".into(), json!(i.host));
         s.insert(
             "OS-EXT-SRV-ATTR:instance_name".into(),
@@ -227,14 +233,16 @@ pub fn render(i: &Instance, v: &View<'_>) -> Value {
             s.insert("OS-EXT-SRV-ATTR:user_data".into(), json!(i.user_data));
         }
     }
-    s.insert("OS-EXT-STS:task_state".into(), json!(i.task_state));
-    s.insert("OS-EXT-STS:vm_state".into(), json!(i.vm_state));
-    s.insert("OS-EXT-STS:power_state".into(), json!(i.power_state));
-    s.insert("os-extended-volumes:volumes_attached".into(), json!([]));
+    if full {
+        s.insert("OS-EXT-STS:task_state".into(), json!(i.task_state));
+        s.insert("OS-EXT-STS:vm_state".into(), json!(i.vm_state));
+        s.insert("OS-EXT-STS:power_state".into(), json!(i.power_state));
+        s.insert("os-extended-volumes:volumes_attached".into(), json!([]));
+    }
     if mv.at_least(9) {
         s.insert("locked".into(), json!(i.locked_by.is_some()));
     }
-    if mv.at_least(16) && v.admin {
+    if mv.at_least(16) && v.admin && full {
         let hs = if i.host.is_some() { "UP" } else { "" };
         s.insert("host_status".into(), json!(hs));
     }
@@ -691,6 +699,7 @@ pub async fn show(
         admin,
         fault: faults.get(&inst.id),
         groups,
+        reduced: false,
     };
     Ok(Json(json!({"server": render(&inst, &view)})))
 }
@@ -1007,6 +1016,7 @@ async fn list_impl(
                         admin,
                         fault: faults.get(&i.id),
                         groups: None,
+                        reduced: false,
                     },
                 )
             })
@@ -1090,12 +1100,18 @@ pub async fn update(
         "os_compute_api:os-extended-server-attributes",
         &Compute::project_target(&inst.project_id, None),
     );
+    let groups = if mv.at_least(71) {
+        Some(state.groups_of(&inst.id).await?)
+    } else {
+        None
+    };
     let view = View {
         mv,
         base: &base,
         admin,
         fault: None,
-        groups: None,
+        groups,
+        reduced: !mv.at_least(75),
     };
     Ok(Json(json!({"server": render(&inst, &view)})))
 }
@@ -1420,14 +1436,32 @@ pub async fn action(
                 "os_compute_api:os-extended-server-attributes",
                 &Compute::project_target(&inst.project_id, None),
             );
+            let groups = if mv.at_least(71) {
+                Some(state.groups_of(&inst.id).await?)
+            } else {
+                None
+            };
             let view = View {
                 mv,
                 base: &base,
                 admin,
                 fault: None,
-                groups: None,
+                groups,
+                reduced: !mv.at_least(75),
             };
             let mut server = render(&inst, &view);
+            // Rebuild answers with the key (2.54) and user data (2.57) it
+            // may have changed; the user data never as the extended
+            // attribute.
+            if mv.at_least(54) {
+                server["key_name"] = json!(inst.key_name);
+            }
+            if mv.at_least(57) {
+                server["user_data"] = json!(inst.user_data);
+            }
+            if let Some(o) = server.as_object_mut() {
+                o.remove("OS-EXT-SRV-ATTR:user_data");
+            }
             server["adminPass"] = json!(admin_pass());
             Ok((StatusCode::ACCEPTED, Json(json!({"server": server}))).into_response())
         }

@@ -44,6 +44,14 @@ struct Period {
 fn period(mv: Mv, pairs: &[(String, String)]) -> Result<Period> {
     let start = parse_time(first(pairs, "start"))?;
     let stop = parse_time(first(pairs, "end"))?;
+    // Both bounds left out mean "now" to "now", which upstream reads at two
+    // instants (so start < stop); one clock reading here can make them equal.
+    let unset = |k| first(pairs, k).is_none_or(str::is_empty);
+    let stop = if unset("start") && unset("end") {
+        stop.max(start + 1)
+    } else {
+        stop
+    };
     if start >= stop {
         return Err(Error::bad(
             "Invalid start time. The start time cannot occur after the end time.",

@@ -168,8 +168,9 @@ pub async fn name_exists(tx: &mut store::Tx<'_>, name: &str) -> store::sqlx::Res
 pub async fn flavor_create(tx: &mut store::Tx<'_>, f: &NewFlavor) -> store::sqlx::Result<()> {
     store::sqlx::query(
         "INSERT INTO flavors (id, name, vcpus, memory_mb, root_gb, ephemeral_gb, swap, \
-         rxtx_factor, is_public, disabled, description, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11)",
+         rxtx_factor, is_public, disabled, description, created_at, internal_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, \
+         (SELECT COALESCE(MAX(internal_id), 0) + 1 FROM flavors))",
     )
     .bind(&f.id)
     .bind(&f.name)
