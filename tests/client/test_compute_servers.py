@@ -54,6 +54,24 @@ def _console_until(osc, name: str, needle: str, timeout: float = 180.0) -> str:
     raise AssertionError(f"{needle!r} not in the console of {name}:\n{out[-2000:]}")
 
 
+def _last_disks(osc, name: str) -> list[str] | None:
+    """The disks the guest listed at its latest boot, in order."""
+    out = osc.ok("console", "log", "show", name)
+    lines = [line for line in out.splitlines() if "disks:" in line]
+    return lines[-1].split("disks:", 1)[1].split() if lines else None
+
+
+def _disks_until(osc, name: str, want: list[str], timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        got = _last_disks(osc, name)
+        if got == want:
+            return
+        time.sleep(1)
+    raise AssertionError(f"{name} booted with disks {got}, not {want}")
+
+
 def _qemu_pid(server_id: str) -> int | None:
     """The QEMU process whose command line names the server, if any."""
     for p in Path("/proc").iterdir():
@@ -139,13 +157,29 @@ def test_boot_console_power_cycle_and_delete(osc, cloud, tmp_path):
     osc.ok("server", "resume", "vm1")
     _wait(osc, "vm1", "ACTIVE")
 
+    # Rescue boots a fresh copy of the image with the server's own disk
+    # attached second; unrescue boots the server's disk again.
+    assert _last_disks(osc, "vm1") == ["vda"]
+    osc.ok("server", "rescue", "vm1")
+    _wait(osc, "vm1", "RESCUE")
+    _disks_until(osc, "vm1", ["vda", "vdb"])
+    assert (_instance_dir(cloud, sid) / "disk.rescue").is_file()
+    p = osc.fail("server", "rescue", "vm1")
+    assert "409" in p.stderr or "Cannot 'rescue'" in p.stderr
+    osc.ok("server", "unrescue", "vm1")
+    _wait(osc, "vm1", "ACTIVE")
+    _disks_until(osc, "vm1", ["vda"])
+    assert not (_instance_dir(cloud, sid) / "disk.rescue").exists()
+
     # A state the action does not allow: upstream's 409.
     p = osc.fail("server", "unpause", "vm1")
     assert "409" in p.stderr or "Cannot 'unpause'" in p.stderr
 
     # The actions were recorded.
     events = [e["Action"] for e in osc.json("server", "event", "list", "vm1")]
-    for action in ("create", "stop", "start", "reboot", "pause", "suspend", "resume"):
+    for action in (
+        "create", "stop", "start", "reboot", "pause", "suspend", "resume", "rescue", "unrescue",
+    ):
         assert action in events
 
     # A guest that dies shows as SHUTOFF promptly.

@@ -656,8 +656,10 @@ impl Compute {
                 h.hv.adopt()
                     .await
                     .map_err(|e| Error::internal(format!("adopt on {}: {e}", h.name)))?;
-            let on_host: BTreeMap<String, PowerState> =
-                found.iter().map(|s| (s.id.to_string(), s.state)).collect();
+            let on_host: BTreeMap<String, (PowerState, bool)> = found
+                .iter()
+                .map(|s| (s.id.to_string(), (s.state, s.rescued)))
+                .collect();
             let known = idb::on_host(&self.db, &h.name).await?;
             // Servers on the host that the database does not place there
             // (deleted while the host was away): removed, as Nova's
@@ -672,7 +674,10 @@ impl Compute {
                 }
             }
             for inst in known {
-                let state = on_host.get(&inst.id).copied();
+                let (state, rescued) = match on_host.get(&inst.id) {
+                    Some((s, r)) => (Some(*s), *r),
+                    None => (None, false),
+                };
                 let op =
                     store::sqlx::query("SELECT op FROM compute_operations WHERE instance_id = $1")
                         .bind(&inst.id)
@@ -705,6 +710,7 @@ impl Compute {
                 }
                 let (vm, p) = match state {
                     Some(s) if s == PowerState::Paused => (Some("paused"), nova_power(s)),
+                    Some(s) if s.is_active() && rescued => (Some("rescued"), nova_power(s)),
                     Some(s) if s.is_active() => (Some("active"), nova_power(s)),
                     Some(PowerState::Suspended) => {
                         (Some("suspended"), nova_power(PowerState::Suspended))
@@ -1253,21 +1259,7 @@ impl Compute {
         }
         Self::check_task_free(inst, "rebuild")?;
         let host = self.host_of(inst)?;
-        let img = image::db::images::image_get(&self.images.db, &req.image_ref)
-            .await?
-            .filter(|i| {
-                let r = &i.row;
-                caller.is_admin
-                    || matches!(r.visibility.as_str(), "public" | "community" | "shared")
-                    || r.owner.as_deref() == Some(inst.project_id.as_str())
-            })
-            .ok_or_else(|| Error::bad(format!("Image {} could not be found.", req.image_ref)))?;
-        if img.row.status != "active" {
-            return Err(Error::bad(format!(
-                "Image {} is not active.",
-                req.image_ref
-            )));
-        }
+        let img = self.usable_image(caller, inst, &req.image_ref).await?;
         if inst.flavor.root_gb > 0 && inst.flavor.root_gb < img.row.min_disk {
             return Err(Error::bad(format!(
                 "Flavor's disk is smaller than the minimum size specified in image metadata. Flavor disk is {} bytes, minimum size is {} bytes.",
@@ -1387,6 +1379,209 @@ impl Compute {
         Ok(())
     }
 
+    /// An image the caller may boot `inst` from: visible to the server's
+    /// project (or an admin) and active.
+    async fn usable_image(
+        &self,
+        caller: &crate::Caller,
+        inst: &Instance,
+        image_ref: &str,
+    ) -> Result<image::db::images::Image> {
+        let img = image::db::images::image_get(&self.images.db, image_ref)
+            .await?
+            .filter(|i| {
+                let r = &i.row;
+                caller.is_admin
+                    || matches!(r.visibility.as_str(), "public" | "community" | "shared")
+                    || r.owner.as_deref() == Some(inst.project_id.as_str())
+            })
+            .ok_or_else(|| Error::bad(format!("Image {image_ref} could not be found.")))?;
+        if img.row.status != "active" {
+            return Err(Error::bad(format!("Image {image_ref} is not active.")));
+        }
+        Ok(img)
+    }
+
+    /// The base image a host boots `image_id` from.
+    async fn host_image(&self, host: &Host, image_id: &str) -> Result<ImageSource> {
+        if host.hv.kind() == "fake" {
+            Ok(ImageSource {
+                path: PathBuf::from(format!("/fake/images/{image_id}")),
+                format: DiskFormat::Qcow2,
+            })
+        } else {
+            self.cached_image(image_id).await
+        }
+    }
+
+    /// rescue: the server boots a rescue image (its own image unless
+    /// another is named), with its root disk attached second; RESCUE.
+    pub async fn rescue_server(
+        self: &Arc<Self>,
+        caller: &crate::Caller,
+        inst: &Instance,
+        rescue_image: Option<String>,
+        request_id: &str,
+    ) -> Result<()> {
+        if !RESCUE_STATES.contains(&inst.vm_state.as_str()) {
+            return Err(Error::invalid_state(
+                "vm_state",
+                &inst.vm_state,
+                "rescue",
+                &inst.id,
+            ));
+        }
+        Self::check_task_free(inst, "rescue")?;
+        let host = self.host_of(inst)?;
+        let image_ref = rescue_image.unwrap_or_else(|| inst.image_ref.clone());
+        if image_ref.is_empty() {
+            return Err(Error::bad(
+                "Cannot rescue a volume-backed instance without a rescue image.",
+            ));
+        }
+        self.usable_image(caller, inst, &image_ref).await?;
+        self.begin_task(inst, "rescuing", "rescue").await?;
+        let action_id = idb::action_start(
+            &self.db,
+            &inst.id,
+            "rescue",
+            request_id,
+            caller.user(),
+            caller.project(),
+        )
+        .await?;
+        self.op_begin(&inst.id, "rescue", Some(&host.name)).await?;
+        let this = self.clone();
+        let id = inst.id.clone();
+        tokio::spawn(async move {
+            let started = store::now_micros();
+            let r = this.run_rescue(&host, &id, Some(&image_ref)).await;
+            this.finish_op(
+                &id,
+                &action_id,
+                "compute_rescue_instance",
+                started,
+                &host.name,
+                r,
+                Some("error"),
+            )
+            .await;
+        });
+        Ok(())
+    }
+
+    /// unrescue: back to booting the root disk; ACTIVE.
+    pub async fn unrescue_server(
+        self: &Arc<Self>,
+        caller: &crate::Caller,
+        inst: &Instance,
+        request_id: &str,
+    ) -> Result<()> {
+        if inst.vm_state != "rescued" {
+            return Err(Error::invalid_state(
+                "vm_state",
+                &inst.vm_state,
+                "unrescue",
+                &inst.id,
+            ));
+        }
+        Self::check_task_free(inst, "unrescue")?;
+        let host = self.host_of(inst)?;
+        self.begin_task(inst, "unrescuing", "unrescue").await?;
+        let action_id = idb::action_start(
+            &self.db,
+            &inst.id,
+            "unrescue",
+            request_id,
+            caller.user(),
+            caller.project(),
+        )
+        .await?;
+        self.op_begin(&inst.id, "unrescue", Some(&host.name))
+            .await?;
+        let this = self.clone();
+        let id = inst.id.clone();
+        tokio::spawn(async move {
+            let started = store::now_micros();
+            let r = this.run_rescue(&host, &id, None).await;
+            this.finish_op(
+                &id,
+                &action_id,
+                "compute_unrescue_instance",
+                started,
+                &host.name,
+                r,
+                Some("error"),
+            )
+            .await;
+        });
+        Ok(())
+    }
+
+    /// Sets `task` if no other task runs (409 otherwise).
+    async fn begin_task(&self, inst: &Instance, task: &str, action: &str) -> Result<()> {
+        let moved = store::sqlx::query(
+            "UPDATE instances SET task_state = $2, updated_at = $3 \
+             WHERE id = $1 AND deleted_at IS NULL AND task_state IS NULL",
+        )
+        .bind(&inst.id)
+        .bind(task)
+        .bind(store::now_micros())
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
+        if moved != 1 {
+            return Err(Error::invalid_state(
+                "task_state",
+                "(changing)",
+                action,
+                &inst.id,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The host side of rescue (`image` given) and unrescue: stop, swap the
+    /// disks, start.
+    async fn run_rescue(&self, host: &Host, id: &str, image: Option<&str>) -> Result<()> {
+        let uuid = uuid::Uuid::parse_str(id).map_err(|_| Error::server_not_found(id))?;
+        let what = if image.is_some() {
+            "rescue"
+        } else {
+            "unrescue"
+        };
+        let hv_err = |e: agent::hypervisor::Error| Error::internal(format!("{what}: {e}"));
+        if host.hv.info(uuid).await.map_err(hv_err)?.state.is_active() {
+            host.hv
+                .power_off(uuid, PowerOff::Hard)
+                .await
+                .map_err(hv_err)?;
+        }
+        let vm_state = match image {
+            Some(image_id) => {
+                let source = self.host_image(host, image_id).await?;
+                host.hv.rescue(uuid, source).await.map_err(hv_err)?;
+                "rescued"
+            }
+            None => {
+                host.hv.unrescue(uuid).await.map_err(hv_err)?;
+                "active"
+            }
+        };
+        host.hv.power_on(uuid).await.map_err(hv_err)?;
+        store::sqlx::query(
+            "UPDATE instances SET vm_state = $2, task_state = NULL, power_state = $3, \
+             updated_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(vm_state)
+        .bind(power::RUNNING)
+        .bind(store::now_micros())
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
     async fn run_rebuild(&self, host: &Host, id: &str, was_running: bool) -> Result<()> {
         let uuid = uuid::Uuid::parse_str(id).map_err(|_| Error::server_not_found(id))?;
         let inst = idb::get(&self.db, id, false)
@@ -1400,14 +1595,7 @@ impl Compute {
                 .map_err(hv_err)?;
         }
         idb::set_state(&self.db, id, &[], None, Some("rebuild_spawning"), None).await?;
-        let image = if host.hv.kind() == "fake" {
-            ImageSource {
-                path: PathBuf::from(format!("/fake/images/{}", inst.image_ref)),
-                format: DiskFormat::Qcow2,
-            }
-        } else {
-            self.cached_image(&inst.image_ref).await?
-        };
+        let image = self.host_image(host, &inst.image_ref).await?;
         host.hv
             .rebuild(
                 uuid,
@@ -1439,6 +1627,7 @@ impl Compute {
 }
 
 const RESIZE_STATES: &[&str] = &["active", "stopped"];
+const RESCUE_STATES: &[&str] = &["active", "stopped", "error"];
 const SHELVE_STATES: &[&str] = &["active", "stopped", "paused", "suspended"];
 const UNSHELVE_STATES: &[&str] = &["shelved", "shelved_offloaded"];
 

@@ -641,3 +641,128 @@ async fn compute_sqlite() {
 async fn compute_postgres() {
     scenario(Engine::Postgres).await;
 }
+
+/// rescue / unrescue: states, responses, bad input and what the host did.
+async fn rescue(engine: Engine) {
+    let Some(c) = Cloud::start(engine).await else {
+        return;
+    };
+    let admin = c.admin_token().await;
+    flavor(&c, "1", 1, 512, 1).await;
+    let img = image(&c, &admin).await;
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &admin,
+        "2.79",
+        Some(json!({"server": {"name": "vm", "flavorRef": "1", "imageRef": img, "networks": "none"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let id = r.body["server"]["id"].as_str().unwrap().to_string();
+    wait_status(&c, &admin, &id, "ACTIVE").await;
+    let act = |body: Value| {
+        let c = &c;
+        let admin = admin.clone();
+        let id = id.clone();
+        async move {
+            nova(
+                c,
+                Method::POST,
+                &format!("/servers/{id}/action"),
+                &admin,
+                "2.79",
+                Some(body),
+            )
+            .await
+        }
+    };
+
+    // Not rescued: unrescue is refused.
+    let r = act(json!({"unrescue": null})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(
+        r.body["conflictingRequest"]["message"],
+        format!("Cannot 'unrescue' instance {id} while it is in vm_state active")
+    );
+    // Bad input.
+    let r = act(json!({"rescue": {"rescue_image_ref": "nope"}})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    let r = act(json!({"rescue": {"colour": "red"}})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    let missing = "6f0d3a4e-1b2c-4d5e-8f90-123456789abc";
+    let r = act(json!({"rescue": {"rescue_image_ref": missing}})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        format!("Image {missing} could not be found.")
+    );
+    let s = wait_status(&c, &admin, &id, "ACTIVE").await;
+    assert_eq!(s["OS-EXT-STS:vm_state"], "active");
+
+    // Rescue: a generated password, then RESCUE with the vm_state rescued.
+    let r = act(json!({"rescue": null})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["adminPass"].as_str().unwrap().len(), 12);
+    let s = wait_status(&c, &admin, &id, "RESCUE").await;
+    assert_eq!(s["OS-EXT-STS:vm_state"], "rescued");
+    assert_eq!(s["OS-EXT-STS:power_state"], 1);
+    let r = act(json!({"rescue": null})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    let r = act(json!({"unrescue": null})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let s = wait_status(&c, &admin, &id, "ACTIVE").await;
+    assert_eq!(s["OS-EXT-STS:vm_state"], "active");
+
+    // From SHUTOFF, with a password and an image named: unrescue ends
+    // ACTIVE, as upstream.
+    let r = act(json!({"os-stop": null})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    wait_status(&c, &admin, &id, "SHUTOFF").await;
+    let r = act(json!({"rescue": {"adminPass": "s3cret", "rescue_image_ref": img}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["adminPass"], "s3cret");
+    wait_status(&c, &admin, &id, "RESCUE").await;
+    let r = act(json!({"unrescue": null})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    wait_status(&c, &admin, &id, "ACTIVE").await;
+
+    // Both were recorded as instance actions.
+    let r = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{id}/os-instance-actions"),
+        &admin,
+        "2.79",
+        None,
+    )
+    .await;
+    let actions: Vec<&str> = r.body["instanceActions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "rescue").count(),
+        2,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| **a == "unrescue").count(),
+        2,
+        "{actions:?}"
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn rescue_sqlite() {
+    rescue(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn rescue_postgres() {
+    rescue(Engine::Postgres).await;
+}

@@ -406,6 +406,29 @@ async fn run(engine: Engine) {
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
     wait_active(&c, &admin, &vm2).await;
 
+    // Rescue answers with the password.
+    for mv in [1, 79] {
+        k.check(
+            Method::POST,
+            &format!("/servers/{vm2}/action"),
+            "/servers/{id}/action",
+            mv,
+            Some(json!({"rescue": null})),
+            Some("_Rescue"),
+        )
+        .await;
+        wait_status(&c, &admin, &vm2, "RESCUE").await;
+        let r = c
+            .post(
+                &format!("/compute/v2.1/servers/{vm2}/action"),
+                &admin,
+                json!({"unrescue": null}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+        wait_active(&c, &admin, &vm2).await;
+    }
+
     let group = k
         .check(
             Method::POST,

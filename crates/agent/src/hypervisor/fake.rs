@@ -93,6 +93,7 @@ struct FakeServer {
     resize_backup: Option<ResizeSpec>,
     console: String,
     has_config_drive: bool,
+    rescued: bool,
 }
 
 impl FakeServer {
@@ -107,6 +108,7 @@ impl FakeServer {
             image: self.spec.image.clone(),
             pid: self.pid,
             resize_pending: self.resize_backup.is_some(),
+            rescued: self.rescued,
         }
     }
 }
@@ -338,6 +340,7 @@ impl Hypervisor for FakeHypervisor {
             resize_backup: None,
             console: String::new(),
             has_config_drive,
+            rescued: false,
         };
         let info = s.info();
         g.servers.insert(info.id, s);
@@ -475,6 +478,25 @@ impl Hypervisor for FakeHypervisor {
         s.spec.image = spec.image;
         s.has_config_drive |= spec.config_drive.is_some();
         s.console.clear();
+        Ok(())
+    }
+
+    async fn rescue(&self, id: Uuid, image: ImageSource) -> Result<()> {
+        let mut g = self.lock();
+        self.begin(&mut g, "rescue", Some(id), image.path.display().to_string())?;
+        validate_path("image path", &image.path)?;
+        let s = g.servers.get_mut(&id).ok_or(Error::NotFound(id))?;
+        plan(id, Op::Offline, s.state)?;
+        s.rescued = true;
+        Ok(())
+    }
+
+    async fn unrescue(&self, id: Uuid) -> Result<()> {
+        let mut g = self.lock();
+        self.begin(&mut g, "unrescue", Some(id), String::new())?;
+        let s = g.servers.get_mut(&id).ok_or(Error::NotFound(id))?;
+        plan(id, Op::Offline, s.state)?;
+        s.rescued = false;
         Ok(())
     }
 

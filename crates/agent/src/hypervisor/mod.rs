@@ -83,6 +83,14 @@ pub trait Hypervisor: Send + Sync {
     /// New root disk from an image (server stopped).
     async fn rebuild(&self, id: Uuid, spec: RebuildSpec) -> Result<()>;
 
+    /// Makes a rescue disk from `image` that the next power-on boots from,
+    /// with the root disk attached as the second disk (server stopped).
+    async fn rescue(&self, id: Uuid, image: ImageSource) -> Result<()>;
+
+    /// Drops the rescue disk: the next power-on boots the root disk again
+    /// (server stopped). Not rescued: no-op.
+    async fn unrescue(&self, id: Uuid) -> Result<()>;
+
     /// Writes the root disk as a standalone image file at `dest` (which
     /// must not exist). A running server is paused while the disk is read.
     async fn snapshot(&self, id: Uuid, dest: &Path, format: DiskFormat) -> Result<SnapshotInfo>;

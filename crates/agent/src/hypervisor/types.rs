@@ -343,6 +343,8 @@ pub struct ServerInfo {
     pub pid: Option<u32>,
     /// A resize waits for confirm or revert.
     pub resize_pending: bool,
+    /// Boots from a rescue disk, the root disk attached second.
+    pub rescued: bool,
 }
 
 /// A change of a server's power state that the control plane did not

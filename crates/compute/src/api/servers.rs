@@ -72,6 +72,7 @@ pub fn status(vm: &str, task: Option<&str>) -> &'static str {
             "HARD_REBOOT"
         }
         ("active", Some("update_password")) => "PASSWORD",
+        ("active", Some("rescuing")) => "RESCUE",
         (
             "active" | "stopped",
             Some("resize_prep" | "resize_migrating" | "resize_migrated" | "resize_finish"),
@@ -1203,9 +1204,9 @@ pub async fn action(
         "shelve" => ("os_compute_api:os-shelve:shelve", None),
         "shelveOffload" => ("os_compute_api:os-shelve:shelve_offload", None),
         "unshelve" => ("os_compute_api:os-shelve:unshelve", None),
-        "rescue"
-        | "unrescue"
-        | "os-getSerialConsole"
+        "rescue" => ("os_compute_api:os-rescue", None),
+        "unrescue" => ("os_compute_api:os-unrescue", None),
+        "os-getSerialConsole"
         | "os-getVNCConsole"
         | "trigger_crash_dump"
         | "changePassword"
@@ -1506,6 +1507,57 @@ pub async fn action(
                 "shelveOffload",
                 &inst.id,
             ))
+        }
+        "rescue" => {
+            check_lock(&caller, &inst)?;
+            let args = match args {
+                Value::Null => &json!({}),
+                Value::Object(_) => args,
+                other => {
+                    return Err(invalid(
+                        "rescue",
+                        other,
+                        &format!("{} is not of type 'object', 'null'", py_repr(other)),
+                    ))
+                }
+            };
+            if let Some(k) = args.as_object().and_then(|o| {
+                o.keys()
+                    .find(|k| !matches!(k.as_str(), "adminPass" | "rescue_image_ref"))
+            }) {
+                return Err(Error::bad(format!(
+                    "Invalid input for field/attribute rescue. Value: {args}. Additional properties are not allowed ('{k}' was unexpected)"
+                )));
+            }
+            let pass = match args.get("adminPass") {
+                None | Some(Value::Null) => admin_pass(),
+                Some(Value::String(p)) => p.clone(),
+                Some(other) => {
+                    return Err(invalid(
+                        "adminPass",
+                        other,
+                        &format!("{} is not of type 'string'", py_repr(other)),
+                    ))
+                }
+            };
+            let image = match args.get("rescue_image_ref") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(r)) if uuid::Uuid::parse_str(r).is_ok() => Some(r.clone()),
+                Some(other) => {
+                    return Err(invalid(
+                        "rescue_image_ref",
+                        other,
+                        &format!("{} is not a 'uuid'", py_repr(other)),
+                    ))
+                }
+            };
+            state.rescue_server(&caller, &inst, image, &rid).await?;
+            Ok(Json(json!({ "adminPass": pass })).into_response())
+        }
+        "unrescue" => {
+            check_lock(&caller, &inst)?;
+            state.unrescue_server(&caller, &inst, &rid).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
         }
         "unshelve" => {
             check_lock(&caller, &inst)?;

@@ -30,6 +30,9 @@ pub(crate) struct Definition {
     pub nics: Vec<Nic>,
     pub config_drive: bool,
     pub console_log: PathBuf,
+    /// Boot from `disk.rescue`, the root disk second.
+    #[serde(default)]
+    pub rescue: bool,
 }
 
 /// The files of one server, all under `<instances>/<uuid>/`.
@@ -49,6 +52,11 @@ impl Paths {
     }
     pub fn disk(&self) -> PathBuf {
         self.dir.join("disk")
+    }
+    /// The disk a rescued server boots from (an overlay on the rescue
+    /// image).
+    pub fn rescue_disk(&self) -> PathBuf {
+        self.dir.join("disk.rescue")
     }
     pub fn config_drive(&self) -> PathBuf {
         self.dir.join("disk.config")
@@ -152,6 +160,25 @@ pub(crate) fn qemu_args(
         format!("file,id=serial0,path={},append=on", path(&def.console_log)),
     );
     arg(&mut v, "-device", "isa-serial,chardev=serial0");
+    // A rescued server boots the rescue disk, which the guest sees first
+    // (vda), with its own root disk as vdb, as Nova's libvirt driver does.
+    if def.rescue {
+        arg(
+            &mut v,
+            "-blockdev",
+            json!({
+                "node-name": "rescue",
+                "driver": "qcow2",
+                "file": {"driver": "file", "filename": path(&paths.rescue_disk())},
+            })
+            .to_string(),
+        );
+        arg(
+            &mut v,
+            "-device",
+            "virtio-blk-pci,drive=rescue,id=rescue0,bootindex=1",
+        );
+    }
     arg(
         &mut v,
         "-blockdev",
@@ -166,7 +193,10 @@ pub(crate) fn qemu_args(
     arg(
         &mut v,
         "-device",
-        "virtio-blk-pci,drive=root,id=disk0,bootindex=1",
+        format!(
+            "virtio-blk-pci,drive=root,id=disk0,bootindex={}",
+            if def.rescue { 2 } else { 1 }
+        ),
     );
     if def.config_drive {
         arg(
@@ -263,6 +293,7 @@ mod tests {
             }],
             config_drive: true,
             console_log: "/i/x/console.log".into(),
+            rescue: false,
         }
     }
 
@@ -271,6 +302,38 @@ mod tests {
             .filter(|w| w[0] == flag)
             .map(|w| w[1].clone())
             .collect()
+    }
+
+    #[test]
+    fn rescue_disk_boots_first() {
+        let mut d = def();
+        d.rescue = true;
+        let paths = Paths::new(Path::new("/i"), d.id);
+        let m = Machine {
+            accel: Accel::Tcg,
+            tcg_cpu_model: None,
+        };
+        let v = qemu_args(&d, &paths, &m, false);
+        let blockdevs = find(&v, "-blockdev");
+        let first: serde_json::Value = serde_json::from_str(&blockdevs[0]).unwrap();
+        assert_eq!(
+            first["file"]["filename"],
+            "/i/11111111-2222-3333-4444-555555555555/disk.rescue"
+        );
+        let disks: Vec<String> = find(&v, "-device")
+            .into_iter()
+            .filter(|d| d.starts_with("virtio-blk-pci"))
+            .collect();
+        assert_eq!(
+            disks,
+            [
+                "virtio-blk-pci,drive=rescue,id=rescue0,bootindex=1",
+                "virtio-blk-pci,drive=root,id=disk0,bootindex=2"
+            ]
+        );
+        d.rescue = false;
+        let v = qemu_args(&d, &paths, &m, false);
+        assert!(!v.iter().any(|a| a.contains("rescue")));
     }
 
     #[test]

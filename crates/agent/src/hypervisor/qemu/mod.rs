@@ -209,6 +209,7 @@ impl Vm {
             image: d.image.clone(),
             pid: st.pid,
             resize_pending: self.resize_pending.load(Ordering::Relaxed),
+            rescued: d.rescue,
         }
     }
 
@@ -457,6 +458,7 @@ impl QemuHypervisor {
             nics: spec.nics.clone(),
             config_drive: spec.config_drive.is_some(),
             console_log,
+            rescue: false,
         };
         self.save_definition(paths, &def).await?;
         Ok(def)
@@ -1455,6 +1457,41 @@ impl Hypervisor for QemuHypervisor {
         def.image = spec.image;
         self.save_definition(paths, &def).await?;
         *lock(&vm.def) = def;
+        Ok(())
+    }
+
+    async fn rescue(&self, id: Uuid, image: ImageSource) -> Result<()> {
+        validate_path("image path", &image.path)?;
+        let (vm, _g) = self.lock_vm(id).await?;
+        plan(id, Op::Offline, vm.state())?;
+        let paths = &vm.paths;
+        let disk = paths.rescue_disk();
+        let _ = tokio::fs::remove_file(&disk).await;
+        self.qemu_img.inspect_base(&image).await?;
+        if let Err(e) = self.qemu_img.create_overlay(&image, &disk, None).await {
+            let _ = tokio::fs::remove_file(&disk).await;
+            return Err(e);
+        }
+        let mut def = lock(&vm.def).clone();
+        def.rescue = true;
+        if let Err(e) = self.save_definition(paths, &def).await {
+            let _ = tokio::fs::remove_file(&disk).await;
+            return Err(e);
+        }
+        *lock(&vm.def) = def;
+        Ok(())
+    }
+
+    async fn unrescue(&self, id: Uuid) -> Result<()> {
+        let (vm, _g) = self.lock_vm(id).await?;
+        plan(id, Op::Offline, vm.state())?;
+        let mut def = lock(&vm.def).clone();
+        if def.rescue {
+            def.rescue = false;
+            self.save_definition(&vm.paths, &def).await?;
+            *lock(&vm.def) = def;
+        }
+        let _ = tokio::fs::remove_file(vm.paths.rescue_disk()).await;
         Ok(())
     }
 
