@@ -153,12 +153,17 @@ class OxistackServer:
         self._log.flush()
         # Own session: a ^C on the test runner must not reach the server
         # before the fixture stops it; the server's own exit code is checked.
+        env = clean_os_env()
+        # Every CLI call of these tests authenticates with a password: at
+        # bcrypt's production cost (12) that is a fifth of the suite's time
+        # and tests nothing. The lowest cost (4) checks the same code path.
+        env.setdefault("OXISTACK_IDENTITY__PASSWORD_HASH_ROUNDS", "4")
         self.proc = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=clean_os_env(),
+            env=env,
             start_new_session=True,
         )
         self._wait_ready(timeout)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import websocket
 
 GUEST = "oxistack-guest"
 MARKER = "OXISTACK-GUEST-READY"
@@ -70,6 +71,26 @@ def _disks_until(osc, name: str, want: list[str], timeout: float = 180.0) -> Non
             return
         time.sleep(1)
     raise AssertionError(f"{name} booted with disks {got}, not {want}")
+
+
+def _serial_session(url: str, timeout: float = 60.0) -> bytes:
+    """Presses return on the serial console until a login prompt comes
+    back; returns what the guest sent."""
+    ws = websocket.create_connection(url, subprotocols=["binary"], timeout=5)
+    got = b""
+    try:
+        deadline = time.monotonic() + timeout
+        ws.send_binary(b"\r")
+        while b"login:" not in got and time.monotonic() < deadline:
+            try:
+                data = ws.recv()
+            except websocket.WebSocketTimeoutException:
+                ws.send_binary(b"\r")
+                continue
+            got += data if isinstance(data, bytes) else data.encode()
+    finally:
+        ws.close()
+    return got
 
 
 def _qemu_pid(server_id: str) -> int | None:
@@ -128,6 +149,11 @@ def test_boot_console_power_cycle_and_delete(osc, cloud, tmp_path):
     log = _console_until(osc, "vm1", MARKER)
     assert "vm1" in log
     assert "1 authorized key(s)" in log
+
+    # The serial console over WebSocket: the guest's getty answers.
+    url = osc.json("console", "url", "show", "--serial", "vm1")["url"]
+    assert url.startswith("ws://") and "/compute/serial?token=" in url
+    assert b"login:" in _serial_session(url)
 
     # What runs where.
     listed = osc.json("server", "list")

@@ -766,3 +766,151 @@ async fn rescue_sqlite() {
 async fn rescue_postgres() {
     rescue(Engine::Postgres).await;
 }
+
+/// The serial console: URLs from remote-consoles (2.6) and the old action,
+/// the WebSocket proxy joined to the host's serial port (the fake driver's
+/// echoes), and what is refused.
+async fn serial_console(engine: Engine) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let Some(c) = Cloud::start(engine).await else {
+        return;
+    };
+    let admin = c.admin_token().await;
+    flavor(&c, "1", 1, 512, 1).await;
+    let img = image(&c, &admin).await;
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &admin,
+        "2.79",
+        Some(json!({"server": {"name": "vm", "flavorRef": "1", "imageRef": img, "networks": "none"}})),
+    )
+    .await;
+    let id = r.body["server"]["id"].as_str().unwrap().to_string();
+    wait_status(&c, &admin, &id, "ACTIVE").await;
+    let consoles = format!("/servers/{id}/remote-consoles");
+    let serial = json!({"remote_console": {"protocol": "serial", "type": "serial"}});
+
+    // Before 2.6 there is no remote-consoles; other console types and bad
+    // bodies are 400s.
+    let r = nova(
+        &c,
+        Method::POST,
+        &consoles,
+        &admin,
+        "2.5",
+        Some(serial.clone()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    let vnc = json!({"remote_console": {"protocol": "vnc", "type": "novnc"}});
+    let r = nova(&c, Method::POST, &consoles, &admin, "2.6", Some(vnc)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        "Unavailable console type novnc."
+    );
+    let bad = json!({"remote_console": {"protocol": "telnet", "type": "serial"}});
+    let r = nova(&c, Method::POST, &consoles, &admin, "2.6", Some(bad)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+
+    // The old action, then remote-consoles.
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &admin,
+        "2.1",
+        Some(json!({"os-getSerialConsole": {"type": "serial"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["console"]["type"], "serial");
+    let r = nova(
+        &c,
+        Method::POST,
+        &consoles,
+        &admin,
+        "2.6",
+        Some(serial.clone()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["remote_console"]["protocol"], "serial");
+    let url = r.body["remote_console"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let expected = format!("{}/compute/serial?token=", c.url.replacen("http", "ws", 1));
+    assert!(url.starts_with(&expected), "{url}");
+
+    // Bytes both ways through the proxy.
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let greeting = b"fake serial console\r\n";
+    while got.len() < greeting.len() {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Binary(b) => got.extend_from_slice(&b),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(&got[..], greeting);
+    ws.send(Message::Binary(b"uname -a\n".to_vec().into()))
+        .await
+        .unwrap();
+    let mut echo = Vec::new();
+    while echo.len() < 9 {
+        if let Message::Binary(b) = ws.next().await.unwrap().unwrap() {
+            echo.extend_from_slice(&b);
+        }
+    }
+    assert_eq!(&echo[..], b"uname -a\n");
+    ws.close(None).await.unwrap();
+
+    // A wrong token is refused before the upgrade.
+    let bad_url = format!("{expected}{}", "0".repeat(64));
+    let e = tokio_tungstenite::connect_async(bad_url.as_str())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("401"), "{e}");
+
+    // A stopped server has no console.
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &admin,
+        "2.79",
+        Some(json!({"os-stop": null})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    wait_status(&c, &admin, &id, "SHUTOFF").await;
+    let r = nova(&c, Method::POST, &consoles, &admin, "2.79", Some(serial)).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(
+        r.body["conflictingRequest"]["message"],
+        format!("Instance {id} is not ready.")
+    );
+    // And the URL handed out while it ran does not reach it any more.
+    let e = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("409"), "{e}");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn serial_console_sqlite() {
+    serial_console(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn serial_console_postgres() {
+    serial_console(Engine::Postgres).await;
+}

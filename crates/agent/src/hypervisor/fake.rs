@@ -9,7 +9,7 @@
 //! [`FakeHypervisor::guest_power_off`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -94,6 +94,8 @@ struct FakeServer {
     console: String,
     has_config_drive: bool,
     rescued: bool,
+    /// An echoing stand-in for the serial port, once asked for.
+    serial: Option<(PathBuf, tokio::task::AbortHandle)>,
 }
 
 impl FakeServer {
@@ -341,6 +343,7 @@ impl Hypervisor for FakeHypervisor {
             console: String::new(),
             has_config_drive,
             rescued: false,
+            serial: None,
         };
         let info = s.info();
         g.servers.insert(info.id, s);
@@ -525,6 +528,42 @@ impl Hypervisor for FakeHypervisor {
         })
     }
 
+    async fn serial_console(&self, id: Uuid) -> Result<PathBuf> {
+        let mut g = self.lock();
+        self.begin(&mut g, "serial_console", Some(id), String::new())?;
+        let s = g.servers.get_mut(&id).ok_or(Error::NotFound(id))?;
+        if !s.state.is_active() {
+            return Err(Error::InvalidState {
+                id,
+                op: "connect to the serial console of",
+                state: s.state,
+            });
+        }
+        if let Some((path, _)) = &s.serial {
+            return Ok(path.clone());
+        }
+        let path = std::env::temp_dir().join(format!(
+            "oxistack-fake-serial-{}-{id}.sock",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path)
+            .map_err(|e| Error::io(format!("bind {}", path.display()), e))?;
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let (mut rd, mut wr) = conn.split();
+                    if wr.write_all(b"fake serial console\r\n").await.is_ok() {
+                        let _ = tokio::io::copy(&mut rd, &mut wr).await;
+                    }
+                });
+            }
+        });
+        s.serial = Some((path.clone(), task.abort_handle()));
+        Ok(path)
+    }
+
     async fn console_log(&self, id: Uuid, tail_lines: Option<usize>) -> Result<String> {
         let g = self.lock();
         let s = g.servers.get(&id).ok_or(Error::NotFound(id))?;
@@ -539,6 +578,10 @@ impl Hypervisor for FakeHypervisor {
         self.begin(&mut g, "delete", Some(id), String::new())?;
         let s = g.servers.remove(&id).ok_or(Error::NotFound(id))?;
         drop(g);
+        if let Some((path, task)) = &s.serial {
+            task.abort();
+            let _ = std::fs::remove_file(path);
+        }
         if s.state != PowerState::Shutoff {
             self.emit(id, PowerState::Shutoff, "deleted");
         }

@@ -17,7 +17,7 @@ pub mod qemu;
 mod rules;
 mod types;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
@@ -94,6 +94,11 @@ pub trait Hypervisor: Send + Sync {
     /// Writes the root disk as a standalone image file at `dest` (which
     /// must not exist). A running server is paused while the disk is read.
     async fn snapshot(&self, id: Uuid, dest: &Path, format: DiskFormat) -> Result<SnapshotInfo>;
+
+    /// A Unix socket connected to the running server's serial port: bytes
+    /// written to it reach the guest's console, the guest's output comes
+    /// back (and is still logged).
+    async fn serial_console(&self, id: Uuid) -> Result<PathBuf>;
 
     /// The serial console log, the last `tail_lines` lines when given.
     async fn console_log(&self, id: Uuid, tail_lines: Option<usize>) -> Result<String>;

@@ -6,6 +6,7 @@
 mod actions;
 mod aggregates;
 mod availability_zones;
+mod consoles;
 mod flavors;
 mod hosts;
 mod keypairs;
@@ -154,6 +155,7 @@ pub fn router(state: Arc<Compute>) -> Router {
         )
         .route("/servers/{id}/action", post(servers::action))
         .route("/servers/{id}/topology", get(servers::topology))
+        .route("/servers/{id}/remote-consoles", post(consoles::create))
         .route(
             "/servers/{id}/metadata",
             get(server_meta::metadata_index)
@@ -266,6 +268,7 @@ pub fn router(state: Arc<Compute>) -> Router {
         .layer(axum::middleware::from_fn(versioned));
     Router::new()
         .route("/", get(versions::index))
+        .route("/serial", get(consoles::proxy))
         .nest("/v2.1", v21)
         .fallback(not_found)
         .with_state(state)

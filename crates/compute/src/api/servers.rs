@@ -1206,9 +1206,13 @@ pub async fn action(
         "unshelve" => ("os_compute_api:os-shelve:unshelve", None),
         "rescue" => ("os_compute_api:os-rescue", None),
         "unrescue" => ("os_compute_api:os-unrescue", None),
-        "os-getSerialConsole"
-        | "os-getVNCConsole"
-        | "trigger_crash_dump"
+        "os-getSerialConsole" | "os-getVNCConsole" | "os-getSPICEConsole" | "os-getRDPConsole" => {
+            if mv.at_least(6) {
+                return Err(Error::not_found("The resource could not be found."));
+            }
+            ("os_compute_api:os-remote-consoles", None)
+        }
+        "trigger_crash_dump"
         | "changePassword"
         | "migrate"
         | "os-migrateLive"
@@ -1507,6 +1511,13 @@ pub async fn action(
                 "shelveOffload",
                 &inst.id,
             ))
+        }
+        "os-getSerialConsole" => {
+            super::consoles::legacy_serial(&state, &inst, args, &base_url(&state, &headers)).await
+        }
+        "os-getVNCConsole" | "os-getSPICEConsole" | "os-getRDPConsole" => {
+            let kind = args.get("type").and_then(Value::as_str).unwrap_or_default();
+            Err(Error::bad(format!("Unavailable console type {kind}.")))
         }
         "rescue" => {
             check_lock(&caller, &inst)?;

@@ -64,6 +64,10 @@ impl Paths {
     pub fn default_console(&self) -> PathBuf {
         self.dir.join("console.log")
     }
+    /// The serial port's socket (the interactive console).
+    pub fn serial(&self) -> PathBuf {
+        self.dir.join("serial.sock")
+    }
     pub fn qmp(&self) -> PathBuf {
         self.dir.join("qmp.sock")
     }
@@ -153,11 +157,17 @@ pub(crate) fn qemu_args(
         ),
     );
     arg(&mut v, "-mon", "chardev=qmp,mode=control");
-    // The serial console, kept across power cycles (append).
+    // The serial console: a socket for an interactive session (at most one
+    // client; output is dropped while none is connected) whose output is
+    // also logged, kept across power cycles (append).
     arg(
         &mut v,
         "-chardev",
-        format!("file,id=serial0,path={},append=on", path(&def.console_log)),
+        format!(
+            "socket,id=serial0,path={},server=on,wait=off,logfile={},logappend=on",
+            path(&paths.serial()),
+            path(&def.console_log)
+        ),
     );
     arg(&mut v, "-device", "isa-serial,chardev=serial0");
     // A rescued server boots the rescue disk, which the guest sees first
@@ -362,7 +372,7 @@ mod tests {
         assert_eq!(cd["read-only"], true);
         assert!(find(&v, "-chardev")
             .iter()
-            .any(|c| c == "file,id=serial0,path=/i/x/console.log,append=on"));
+            .any(|c| c == "socket,id=serial0,path=/i/11111111-2222-3333-4444-555555555555/serial.sock,server=on,wait=off,logfile=/i/x/console.log,logappend=on"));
         assert_eq!(
             find(&v, "-netdev"),
             ["tap,id=net0,ifname=tapabc,script=no,downscript=no"]

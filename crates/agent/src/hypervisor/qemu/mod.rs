@@ -1561,6 +1561,25 @@ impl Hypervisor for QemuHypervisor {
         })
     }
 
+    async fn serial_console(&self, id: Uuid) -> Result<PathBuf> {
+        let vm = self.get(id)?;
+        if !vm.state().is_active() {
+            return Err(Error::InvalidState {
+                id,
+                op: "connect to the serial console of",
+                state: vm.state(),
+            });
+        }
+        let sock = vm.paths.serial();
+        if tokio::fs::symlink_metadata(&sock).await.is_err() {
+            // Started by a version that logged the console to a file only.
+            return Err(Error::Invalid(format!(
+                "server {id} has no serial console socket (restart it to get one)"
+            )));
+        }
+        Ok(sock)
+    }
+
     async fn console_log(&self, id: Uuid, tail_lines: Option<usize>) -> Result<String> {
         let vm = self.get(id)?;
         let text = read_console(&Self::console_path(&vm)).await?;
