@@ -1234,7 +1234,8 @@ both_engines!(tenant_usage_and_migrations, async |c: &Cloud| {
         store::sqlx::query(
             "INSERT INTO migrations (id, uuid, instance_id, migration_type, status, \
              source_compute, dest_compute, source_node, dest_node, old_flavor_id, new_flavor_id, \
-             created_at) VALUES ($1, $2, 'u-2', $3, $4, 'h1', 'h2', 'n1', 'n2', '1', '2', $5)",
+             old_instance_type_id, new_instance_type_id, created_at) \
+             VALUES ($1, $2, 'u-2', $3, $4, 'h1', 'h2', 'n1', 'n2', 'f1', 'f2', 1, 2, $5)",
         )
         .bind(id)
         .bind(format!("00000000-0000-0000-0000-00000000000{id}"))

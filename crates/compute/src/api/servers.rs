@@ -1005,7 +1005,12 @@ async fn list_impl(
     let mut body = Map::new();
     let servers: Vec<Value> = if detail {
         idb::fill_details(&state.db, &mut out).await?;
-        let ids: Vec<String> = out.iter().map(|i| i.id.clone()).collect();
+        // Only ERROR and DELETED servers show their fault.
+        let ids: Vec<String> = out
+            .iter()
+            .filter(|i| matches!(i.vm_state.as_str(), "error" | "deleted"))
+            .map(|i| i.id.clone())
+            .collect();
         let faults = idb::latest_faults(&state.db, &ids).await?;
         out.iter()
             .map(|i| {

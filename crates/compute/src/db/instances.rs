@@ -180,37 +180,51 @@ pub async fn fill_details(db: &Db, list: &mut [Instance]) -> store::sqlx::Result
     for (n, i) in list.iter().enumerate() {
         index.insert(i.id.clone(), n);
     }
-    let ids: Vec<String> = index.keys().cloned().collect();
-    for chunk in ids.chunks(500) {
-        let ph = placeholders(chunk.len());
-        let sql = format!(
-            "SELECT instance_id, key, value FROM instance_metadata WHERE instance_id IN ({ph})"
-        );
-        let mut q = store::sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(id);
+    let ids = id_list(index.keys());
+    let sql = format!(
+        "SELECT instance_id, key, value FROM instance_metadata WHERE instance_id IN ({})",
+        id_set(db)
+    );
+    for r in store::sqlx::query(&sql)
+        .bind(&ids)
+        .fetch_all(db.pool())
+        .await?
+    {
+        let id: String = r.try_get(0)?;
+        if let Some(n) = index.get(&id) {
+            list[*n].metadata.insert(r.try_get(1)?, r.try_get(2)?);
         }
-        for r in q.fetch_all(db.pool()).await? {
-            let id: String = r.try_get(0)?;
-            if let Some(n) = index.get(&id) {
-                list[*n].metadata.insert(r.try_get(1)?, r.try_get(2)?);
-            }
-        }
-        let sql = format!(
-            "SELECT instance_id, tag FROM instance_tags WHERE instance_id IN ({ph}) ORDER BY tag"
-        );
-        let mut q = store::sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(id);
-        }
-        for r in q.fetch_all(db.pool()).await? {
-            let id: String = r.try_get(0)?;
-            if let Some(n) = index.get(&id) {
-                list[*n].tags.push(r.try_get(1)?);
-            }
+    }
+    let sql = format!(
+        "SELECT instance_id, tag FROM instance_tags WHERE instance_id IN ({}) ORDER BY tag",
+        id_set(db)
+    );
+    for r in store::sqlx::query(&sql)
+        .bind(&ids)
+        .fetch_all(db.pool())
+        .await?
+    {
+        let id: String = r.try_get(0)?;
+        if let Some(n) = index.get(&id) {
+            list[*n].tags.push(r.try_get(1)?);
         }
     }
     Ok(())
+}
+
+/// A subquery yielding the ids of the JSON array bound as `$1` (one
+/// parameter for any number of ids: SQLite resolves each of a thousand
+/// `$N` parameters by a linear search, which made large pages slow).
+fn id_set(db: &Db) -> &'static str {
+    match db.engine() {
+        store::Engine::Sqlite => "SELECT value FROM json_each($1)",
+        store::Engine::Postgres => "SELECT json_array_elements_text($1::json)",
+    }
+}
+
+/// `ids` as the JSON array [`id_set`] reads.
+fn id_list<'a>(ids: impl Iterator<Item = &'a String>) -> String {
+    serde_json::to_string(&ids.collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into())
 }
 
 pub fn placeholders(n: usize) -> String {
@@ -323,22 +337,23 @@ pub async fn latest_faults(
     ids: &[String],
 ) -> store::sqlx::Result<BTreeMap<String, (i64, String, String, i64)>> {
     let mut out: BTreeMap<String, (i64, String, String, i64)> = BTreeMap::new();
-    for chunk in ids.chunks(500) {
-        let sql = format!(
-            "SELECT instance_id, code, message, details, created_at FROM instance_faults \
-             WHERE instance_id IN ({}) ORDER BY created_at",
-            placeholders(chunk.len())
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT instance_id, code, message, details, created_at FROM instance_faults \
+         WHERE instance_id IN ({}) ORDER BY created_at",
+        id_set(db)
+    );
+    for r in store::sqlx::query(&sql)
+        .bind(id_list(ids.iter()))
+        .fetch_all(db.pool())
+        .await?
+    {
+        out.insert(
+            r.try_get(0)?,
+            (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?),
         );
-        let mut q = store::sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(id);
-        }
-        for r in q.fetch_all(db.pool()).await? {
-            out.insert(
-                r.try_get(0)?,
-                (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?),
-            );
-        }
     }
     Ok(out)
 }
