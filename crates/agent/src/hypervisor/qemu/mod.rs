@@ -289,7 +289,10 @@ impl QemuHypervisor {
         Ok(QemuHypervisor {
             dir,
             qemu,
-            qemu_img: QemuImg { path: qemu_img },
+            qemu_img: QemuImg {
+                path: qemu_img,
+                checked: Arc::new(Mutex::new(HashMap::new())),
+            },
             iso: IsoTool::find(),
             setsid: tools::which("setsid"),
             version,

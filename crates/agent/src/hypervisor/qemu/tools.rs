@@ -2,6 +2,7 @@
 //! genisoimage/xorriso (config drives). Each runs with an argument vector,
 //! no shell, a time limit, and is killed if the caller goes away.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -119,6 +120,24 @@ pub(crate) fn parse_info(json: &[u8]) -> Result<ImageInfo> {
 #[derive(Debug, Clone)]
 pub(crate) struct QemuImg {
     pub path: PathBuf,
+    /// Checked base images, by path and the file's identity (device,
+    /// inode, size, modification time): cached bases are never written, so
+    /// two `qemu-img info` runs per server are needed only once per image.
+    pub checked: std::sync::Arc<std::sync::Mutex<HashMap<(PathBuf, FileStamp), ImageInfo>>>,
+}
+
+/// What tells one version of a file from another.
+pub(crate) type FileStamp = (u64, u64, u64, i64, i64);
+
+fn stamp(meta: &std::fs::Metadata) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    (
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    )
 }
 
 impl QemuImg {
@@ -157,6 +176,11 @@ impl QemuImg {
         if !meta.is_file() {
             return Err(bad("is not a regular file".into()));
         }
+        let key = (image.path.clone(), stamp(&meta));
+        let known = self.checked.lock().ok().and_then(|m| m.get(&key).cloned());
+        if let Some(info) = known.filter(|i| i.format == image.format.as_str()) {
+            return Ok(info);
+        }
         let probed = self.info(&image.path, None, true).await?;
         if probed.format != image.format.as_str() {
             return Err(bad(format!(
@@ -174,6 +198,9 @@ impl QemuImg {
         }
         if info.virtual_size == 0 {
             return Err(bad("has no size".into()));
+        }
+        if let Ok(mut m) = self.checked.lock() {
+            m.insert(key, info.clone());
         }
         Ok(info)
     }
