@@ -147,6 +147,52 @@ impl Compute {
         Ok(())
     }
 
+    /// The tail every long operation shares: records the instance action,
+    /// marks the operation in flight on `host`, and runs `work` in a task
+    /// that ends it with [`Compute::finish_op`].
+    async fn spawn_op<F, Fut>(
+        self: &Arc<Self>,
+        caller: &crate::Caller,
+        inst_id: &str,
+        op: LongOp,
+        request_id: &str,
+        host: Arc<Host>,
+        work: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(Arc<Self>, Arc<Host>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        let action_id = idb::action_start(
+            &self.db,
+            inst_id,
+            op.action,
+            request_id,
+            caller.user(),
+            caller.project(),
+        )
+        .await?;
+        self.op_begin(inst_id, op.op, Some(&host.name)).await?;
+        let this = self.clone();
+        let id = inst_id.to_string();
+        tokio::spawn(async move {
+            let started = store::now_micros();
+            let name = host.name.clone();
+            let r = work(this.clone(), host).await;
+            this.finish_op(
+                &id,
+                &action_id,
+                op.event,
+                started,
+                &name,
+                r,
+                op.failed_vm_state,
+            )
+            .await;
+        });
+        Ok(())
+    }
+
     async fn op_end(&self, id: &str) -> Result<()> {
         store::sqlx::query("DELETE FROM compute_operations WHERE instance_id = $1")
             .bind(id)
@@ -1062,6 +1108,19 @@ impl Compute {
 const SNAPSHOT_STATES: &[&str] = &["active", "stopped", "paused", "suspended"];
 const REBUILD_STATES: &[&str] = &["active", "stopped", "error"];
 
+/// The names a long operation is recorded under.
+#[derive(Clone, Copy)]
+struct LongOp {
+    /// The instance action (`openstack server event list`).
+    action: &'static str,
+    /// The `compute_operations` row the reconciler reads.
+    op: &'static str,
+    /// The action's event.
+    event: &'static str,
+    /// Where a failure leaves vm_state (`None`: unchanged).
+    failed_vm_state: Option<&'static str>,
+}
+
 /// A validated rebuild request.
 #[derive(Clone, Debug, Default)]
 pub struct RebuildRequest {
@@ -1349,34 +1408,23 @@ impl Compute {
             }
         }
         tx.commit().await?;
-        let action_id = idb::action_start(
-            &self.db,
-            &inst.id,
-            "rebuild",
-            request_id,
-            caller.user(),
-            caller.project(),
-        )
-        .await?;
-        self.op_begin(&inst.id, "rebuild", Some(&host.name)).await?;
-        let this = self.clone();
         let id = inst.id.clone();
         let was_running = inst.vm_state == "active";
-        tokio::spawn(async move {
-            let started = store::now_micros();
-            let r = this.run_rebuild(&host, &id, was_running).await;
-            this.finish_op(
-                &id,
-                &action_id,
-                "compute_rebuild_instance",
-                started,
-                &host.name,
-                r,
-                Some("error"),
-            )
-            .await;
-        });
-        Ok(())
+        let op = LongOp {
+            action: "rebuild",
+            op: "rebuild",
+            event: "compute_rebuild_instance",
+            failed_vm_state: Some("error"),
+        };
+        self.spawn_op(
+            caller,
+            &inst.id,
+            op,
+            request_id,
+            host,
+            move |this, host| async move { this.run_rebuild(&host, &id, was_running).await },
+        )
+        .await
     }
 
     /// An image the caller may boot `inst` from: visible to the server's
@@ -1441,33 +1489,22 @@ impl Compute {
         }
         self.usable_image(caller, inst, &image_ref).await?;
         self.begin_task(inst, "rescuing", "rescue").await?;
-        let action_id = idb::action_start(
-            &self.db,
-            &inst.id,
-            "rescue",
-            request_id,
-            caller.user(),
-            caller.project(),
-        )
-        .await?;
-        self.op_begin(&inst.id, "rescue", Some(&host.name)).await?;
-        let this = self.clone();
         let id = inst.id.clone();
-        tokio::spawn(async move {
-            let started = store::now_micros();
-            let r = this.run_rescue(&host, &id, Some(&image_ref)).await;
-            this.finish_op(
-                &id,
-                &action_id,
-                "compute_rescue_instance",
-                started,
-                &host.name,
-                r,
-                Some("error"),
-            )
-            .await;
-        });
-        Ok(())
+        let op = LongOp {
+            action: "rescue",
+            op: "rescue",
+            event: "compute_rescue_instance",
+            failed_vm_state: Some("error"),
+        };
+        self.spawn_op(
+            caller,
+            &inst.id,
+            op,
+            request_id,
+            host,
+            move |this, host| async move { this.run_rescue(&host, &id, Some(&image_ref)).await },
+        )
+        .await
     }
 
     /// unrescue: back to booting the root disk; ACTIVE.
@@ -1488,34 +1525,22 @@ impl Compute {
         Self::check_task_free(inst, "unrescue")?;
         let host = self.host_of(inst)?;
         self.begin_task(inst, "unrescuing", "unrescue").await?;
-        let action_id = idb::action_start(
-            &self.db,
-            &inst.id,
-            "unrescue",
-            request_id,
-            caller.user(),
-            caller.project(),
-        )
-        .await?;
-        self.op_begin(&inst.id, "unrescue", Some(&host.name))
-            .await?;
-        let this = self.clone();
         let id = inst.id.clone();
-        tokio::spawn(async move {
-            let started = store::now_micros();
-            let r = this.run_rescue(&host, &id, None).await;
-            this.finish_op(
-                &id,
-                &action_id,
-                "compute_unrescue_instance",
-                started,
-                &host.name,
-                r,
-                Some("error"),
-            )
-            .await;
-        });
-        Ok(())
+        let op = LongOp {
+            action: "unrescue",
+            op: "unrescue",
+            event: "compute_unrescue_instance",
+            failed_vm_state: Some("error"),
+        };
+        self.spawn_op(
+            caller,
+            &inst.id,
+            op,
+            request_id,
+            host,
+            move |this, host| async move { this.run_rescue(&host, &id, None).await },
+        )
+        .await
     }
 
     /// Sets `task` if no other task runs (409 otherwise).
@@ -1718,33 +1743,22 @@ impl Compute {
                 &inst.id,
             ));
         }
-        let action_id = idb::action_start(
-            &self.db,
+        let op = LongOp {
+            action: "resize",
+            op: "resize",
+            event: "compute_resize_instance",
+            failed_vm_state: None,
+        };
+        let target = inst.clone();
+        self.spawn_op(
+            caller,
             &inst.id,
-            "resize",
+            op,
             request_id,
-            caller.user(),
-            caller.project(),
+            host,
+            move |this, host| async move { this.run_resize(&host, &target, &flavor).await },
         )
-        .await?;
-        self.op_begin(&inst.id, "resize", Some(&host.name)).await?;
-        let this = self.clone();
-        let inst = inst.clone();
-        tokio::spawn(async move {
-            let started = store::now_micros();
-            let r = this.run_resize(&host, &inst, &flavor).await;
-            this.finish_op(
-                &inst.id,
-                &action_id,
-                "compute_resize_instance",
-                started,
-                &host.name,
-                r,
-                None,
-            )
-            .await;
-        });
-        Ok(())
+        .await
     }
 
     async fn run_resize(
@@ -2057,22 +2071,15 @@ impl Compute {
                 &inst.id,
             ));
         }
-        let action_id = idb::action_start(
-            &self.db,
-            &inst.id,
-            "revertResize",
-            request_id,
-            caller.user(),
-            caller.project(),
-        )
-        .await?;
-        self.op_begin(&inst.id, "revert_resize", Some(&host.name))
-            .await?;
-        let this = self.clone();
+        let op = LongOp {
+            action: "revertResize",
+            op: "revert_resize",
+            event: "compute_revert_resize",
+            failed_vm_state: Some("error"),
+        };
         let inst = inst.clone();
-        tokio::spawn(async move {
-            let started = store::now_micros();
-            let r = async {
+        let id = inst.id.clone();
+        self.spawn_op(caller, &id, op, request_id, host, move |this, host| async move {
                 let uuid = uuid::Uuid::parse_str(&inst.id).map_err(|_| Error::server_not_found(&inst.id))?;
                 let hv_err = |e: agent::hypervisor::Error| Error::internal(format!("revert resize: {e}"));
                 if host.hv.info(uuid).await.map_err(hv_err)?.state.is_active() {
@@ -2109,20 +2116,8 @@ impl Compute {
                 this.set_sysmeta(&inst.id, "migration", serde_json::Value::Null).await?;
                 this.set_sysmeta(&inst.id, "old_vm_state", serde_json::Value::Null).await?;
                 Ok::<(), Error>(())
-            }
-            .await;
-            this.finish_op(
-                &inst.id,
-                &action_id,
-                "compute_revert_resize",
-                started,
-                &host.name,
-                r,
-                Some("error"),
-            )
-            .await;
-        });
-        Ok(())
+        })
+        .await
     }
 
     /// shelve: power off, snapshot to an image, then offload at once

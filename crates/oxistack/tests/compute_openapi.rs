@@ -13,6 +13,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use common::fixtures::image;
 use common::{Cloud, Engine};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
@@ -257,29 +258,6 @@ async fn wait_status(c: &Cloud, token: &str, id: &str, want: &str) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("server {id} never reached {want}");
-}
-
-/// Registers an active public image with a few bytes of data.
-async fn image(c: &Cloud, token: &str) -> String {
-    let r = c
-        .post(
-            "/image/v2/images",
-            token,
-            json!({"name": "img", "disk_format": "raw", "container_format": "bare", "visibility": "public"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let id = r.body["id"].as_str().unwrap().to_string();
-    let res = reqwest::Client::new()
-        .put(format!("{}/image/v2/images/{id}/file", c.url))
-        .header("X-Auth-Token", token)
-        .header("Content-Type", "application/octet-stream")
-        .body(vec![0u8; 4096])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    id
 }
 
 const PUBLIC_KEY: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDx8nkQv/zgGgB4rMYmIf+6A4l6Rr+o/6lHmjiDTk5mDgcd8uRUwFLPE3Vr63qO6DwN7+qu+C7Nb4TdL0fsZhMEhgDyfBSiDQVxbK6xz5b6v+jwU9H8KWdcLeNJCXOMn6ltGjCOnXkU8/I8+vFzCjJ2qD/D1TjBbUg+r4RbA/VrHQ== openapi@test";

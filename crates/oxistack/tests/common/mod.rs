@@ -2,6 +2,8 @@
 //! port, over a temporary SQLite file or a fresh PostgreSQL database.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fixtures;
+
 use std::sync::Arc;
 
 use oxistack::config::Config;
