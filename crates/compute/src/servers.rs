@@ -1898,6 +1898,19 @@ impl Compute {
             }
             return Err(e);
         }
+        // What confirm and revert read comes first: once the server shows
+        // VERIFY_RESIZE, a confirm may arrive at once.
+        self.set_sysmeta(&inst.id, "old_vm_state", serde_json::json!(inst.vm_state))
+            .await?;
+        self.set_sysmeta(&inst.id, "migration", serde_json::json!(migration))
+            .await?;
+        store::sqlx::query(
+            "UPDATE migrations SET status = 'finished', updated_at = $2 WHERE uuid = $1",
+        )
+        .bind(&migration)
+        .bind(store::now_micros())
+        .execute(self.db.pool())
+        .await?;
         store::sqlx::query(
             "UPDATE instances SET flavor = $2, old_flavor = $3, vcpus = $4, memory_mb = $5, \
              root_gb = $6, vm_state = 'resized', task_state = NULL, power_state = $7, \
@@ -1914,17 +1927,6 @@ impl Compute {
         } else {
             power::SHUTDOWN
         })
-        .bind(store::now_micros())
-        .execute(self.db.pool())
-        .await?;
-        self.set_sysmeta(&inst.id, "old_vm_state", serde_json::json!(inst.vm_state))
-            .await?;
-        self.set_sysmeta(&inst.id, "migration", serde_json::json!(migration))
-            .await?;
-        store::sqlx::query(
-            "UPDATE migrations SET status = 'finished', updated_at = $2 WHERE uuid = $1",
-        )
-        .bind(&migration)
         .bind(store::now_micros())
         .execute(self.db.pool())
         .await?;

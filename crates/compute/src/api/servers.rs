@@ -1437,9 +1437,14 @@ pub async fn action(
                 user_data,
             };
             state.rebuild_server(&caller, &inst, req, &rid).await?;
-            let inst = idb::get(&state.db, &inst.id, false)
+            let before = inst;
+            let mut inst = idb::get(&state.db, &before.id, false)
                 .await?
-                .ok_or_else(|| Error::server_not_found(&inst.id))?;
+                .ok_or_else(|| Error::server_not_found(&before.id))?;
+            // The answer describes the rebuild as accepted (REBUILD), as
+            // upstream's does, even if a fast host already finished it.
+            inst.vm_state = before.vm_state.clone();
+            inst.task_state = Some("rebuilding".into());
             let base = base_url(&state, &headers);
             let admin = state.allowed(
                 &caller,
