@@ -62,9 +62,9 @@ impl Spec {
         (lo, hi)
     }
 
-    /// The success-response schema of `method path` at microversion 2.`mv`
-    /// (`pick` narrows a oneOf keyed by action), with references inlined.
-    fn schema(&self, method: &str, path: &str, mv: u16, pick: Option<&str>) -> (String, Value) {
+    /// The name of the success-response schema of `method path` at microversion 2.`mv`
+    /// (`pick` narrows a oneOf keyed by action).
+    fn schema_name(&self, method: &str, path: &str, mv: u16, pick: Option<&str>) -> String {
         let op = &self.doc["paths"][format!("/v2.1{path}")][method];
         assert!(op.is_object(), "the description has no {method} {path}");
         let responses = op["responses"].as_object().unwrap();
@@ -100,8 +100,7 @@ impl Spec {
             })
             .unwrap_or_else(|| panic!("{method} {path} at 2.{mv}: no schema among {refs:?}"))
             .clone();
-        let inlined = self.inline(self.component(&name), 0);
-        (name, inlined)
+        name
     }
 
     fn inline(&self, v: &Value, depth: usize) -> Value {
@@ -143,6 +142,8 @@ struct Checker<'a> {
     spec: &'a Spec,
     token: String,
     checked: usize,
+    /// Compiled schemas, by component name (each is used at many versions).
+    validators: BTreeMap<String, jsonschema::Validator>,
     /// Each distinct failure, with the microversions it showed at.
     failures: BTreeMap<String, BTreeSet<u16>>,
 }
@@ -178,17 +179,21 @@ impl Checker<'_> {
             "{method} {url} at 2.{mv}: {status} {}",
             String::from_utf8_lossy(&bytes)
         );
-        let (name, schema) = self
+        let name = self
             .spec
-            .schema(&method.as_str().to_lowercase(), spec_path, mv, pick);
-        let validator = jsonschema::draft202012::options()
-            .should_validate_formats(true)
-            // Nova itself sends naive ISO 8601 times in many bodies
-            // (aggregates, migrations, usage) where the description says
-            // date-time: accept those, and RFC 3339.
-            .with_format("date-time", upstream_time)
-            .build(&schema)
-            .unwrap_or_else(|e| panic!("schema {name} does not compile: {e}"));
+            .schema_name(&method.as_str().to_lowercase(), spec_path, mv, pick);
+        let spec = self.spec;
+        let validator = self.validators.entry(name.clone()).or_insert_with(|| {
+            let schema = spec.inline(spec.component(&name), 0);
+            jsonschema::draft202012::options()
+                .should_validate_formats(true)
+                // Nova itself sends naive ISO 8601 times in many bodies
+                // (aggregates, migrations, usage) where the description says
+                // date-time: accept those, and RFC 3339.
+                .with_format("date-time", upstream_time)
+                .build(&schema)
+                .unwrap_or_else(|e| panic!("schema {name} does not compile: {e}"))
+        });
         for e in validator.iter_errors(&got) {
             // The message quotes the offending value, which may be a whole
             // server: keep its head.
@@ -284,6 +289,7 @@ async fn run(engine: Engine) {
         spec: &spec,
         token: admin.clone(),
         checked: 0,
+        validators: BTreeMap::new(),
         failures: BTreeMap::new(),
     };
 
