@@ -496,13 +496,9 @@ pub async fn check_server_groups(compute: &Compute, project: &str, user: &str) -
     Ok(())
 }
 
-/// Key pairs: 403 "Quota exceeded, too many key pairs." when `user` has
-/// as many as allowed.
-pub async fn check_key_pairs(compute: &Compute, project: &str, user: &str) -> Result<()> {
-    let limit = plain_limit(compute, project, user, "key_pairs").await?;
-    let n = db::keypair_count(&compute.db, user).await?;
-    if limit >= 0 && n + 1 > limit {
-        return Err(Error::forbidden("Quota exceeded, too many key pairs."));
-    }
-    Ok(())
+/// The key pair limit of `user` acting in `project`: the project's limit
+/// (a per-project override, else the default) and the user's override,
+/// the lower of the two; -1 is unlimited. Counted per user, as Nova does.
+pub async fn key_pair_limit(compute: &Compute, project: &str, user: &str) -> Result<i64> {
+    plain_limit(compute, project, user, "key_pairs").await
 }

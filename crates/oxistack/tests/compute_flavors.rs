@@ -1167,7 +1167,7 @@ async fn keypair_quota(engine: Engine) {
         return;
     };
     let admin = c.admin_token().await;
-    let (_, _, user) = member(&c, &admin, "demo", "alice").await;
+    let (pid, uid, user) = member(&c, &admin, "demo", "alice").await;
     for name in ["k1", "k2"] {
         let r = post(
             &c,
@@ -1213,6 +1213,46 @@ async fn keypair_quota(engine: Engine) {
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // A per-project override (os-quota-sets) raises the user's limit; a
+    // per-user override lowers it again.
+    let k4 = json!({ "keypair": { "name": "k4", "public_key": ED25519 } });
+    let r = post(&c, "/os-keypairs", &user, 2, k4.clone()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    let r = nova(
+        &c,
+        Method::PUT,
+        &format!("/os-quota-sets/{pid}"),
+        &admin,
+        1,
+        Some(json!({ "quota_set": { "key_pairs": 3 } })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = post(&c, "/os-keypairs", &user, 2, k4).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = nova(
+        &c,
+        Method::PUT,
+        &format!("/os-quota-sets/{pid}?user_id={uid}"),
+        &admin,
+        1,
+        Some(json!({ "quota_set": { "key_pairs": 1 } })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = post(
+        &c,
+        "/os-keypairs",
+        &user,
+        2,
+        json!({ "keypair": { "name": "k5", "public_key": ED25519 } }),
+    )
+    .await;
+    expect(
+        &r,
+        StatusCode::FORBIDDEN,
+        "Quota exceeded, too many key pairs.",
+    );
     c.stop().await;
 }
 

@@ -13,7 +13,7 @@ use super::flavors::{check, query_extras, MAX_LIMIT};
 use super::{base_url, query_pairs, Auth, Body, Mv, State};
 use crate::db::keypairs::{self as db, Keypair};
 use crate::error::{Error, Result};
-use crate::{keygen, Compute};
+use crate::{keygen, quota, Compute};
 
 const NAME_PATTERN: &str = r"^[_\- a-zA-Z0-9]+$";
 
@@ -285,9 +285,8 @@ fn parse_create(body: &Value, mv: Mv) -> Result<CreateReq> {
 
 impl Compute {
     /// Nova's `KeypairLimitExceeded` when one more key pair would exceed
-    /// the user's quota.
-    async fn keypair_quota(&self, tx: &mut store::Tx<'_>, user_id: &str) -> Result<()> {
-        let max = self.cfg.quota_key_pairs;
+    /// `max` (from [`quota::key_pair_limit`]).
+    async fn keypair_quota(tx: &mut store::Tx<'_>, user_id: &str, max: i64) -> Result<()> {
         if max >= 0 && db::keypair_count(tx, user_id).await? + 1 > max {
             return Err(Error::forbidden("Quota exceeded, too many key pairs."));
         }
@@ -295,7 +294,7 @@ impl Compute {
     }
 
     /// Stores a key pair: 409 when the name is taken, 403 over quota.
-    async fn keypair_store(&self, mut k: Keypair) -> Result<Keypair> {
+    async fn keypair_store(&self, mut k: Keypair, max: i64) -> Result<Keypair> {
         for _ in 0..5 {
             let mut tx = self.db.write().await?;
             if db::keypair_exists(&mut tx, &k.user_id, &k.name).await? {
@@ -304,7 +303,7 @@ impl Compute {
                     k.name
                 )));
             }
-            self.keypair_quota(&mut tx, &k.user_id).await?;
+            Self::keypair_quota(&mut tx, &k.user_id, max).await?;
             match db::keypair_create(&mut tx, &k).await {
                 Ok(id) => {
                     tx.commit().await?;
@@ -340,19 +339,21 @@ pub async fn create(
         "os_compute_api:os-keypairs:create",
         &target(&user_id),
     )?;
-    create_keypair(&state, mv, req, user_id).await
+    create_keypair(&state, mv, req, caller.project(), user_id).await
 }
 
 async fn create_keypair(
     state: &Compute,
     mv: Mv,
     req: CreateReq,
+    project: &str,
     user_id: String,
 ) -> Result<Response> {
     // Nova checks the quota before it looks at the key.
+    let max = quota::key_pair_limit(state, project, &user_id).await?;
     {
         let mut tx = state.db.write().await?;
-        state.keypair_quota(&mut tx, &user_id).await?;
+        Compute::keypair_quota(&mut tx, &user_id, max).await?;
     }
     let invalid = |e: keygen::Invalid| Error::bad(format!("Keypair data is invalid: {}", e.0));
     let (public_key, fingerprint, private_key) = match &req.public_key {
@@ -381,15 +382,18 @@ async fn create_keypair(
         }
     };
     let k = state
-        .keypair_store(Keypair {
-            id: 0,
-            name: req.name,
-            user_id,
-            kind: req.kind,
-            fingerprint,
-            public_key,
-            created_at: store::now_micros(),
-        })
+        .keypair_store(
+            Keypair {
+                id: 0,
+                name: req.name,
+                user_id,
+                kind: req.kind,
+                fingerprint,
+                public_key,
+                created_at: store::now_micros(),
+            },
+            max,
+        )
         .await?;
     let mut v = json!({
         "name": k.name,
