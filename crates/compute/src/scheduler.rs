@@ -177,22 +177,7 @@ impl Compute {
 
     /// Hosts running the given servers.
     async fn hosts_of(&self, ids: &[String]) -> Result<BTreeMap<String, i64>> {
-        let mut out: BTreeMap<String, i64> = BTreeMap::new();
-        for chunk in ids.chunks(500) {
-            let sql = format!(
-                "SELECT host FROM instances WHERE id IN ({}) AND deleted_at IS NULL \
-                 AND host IS NOT NULL",
-                crate::db::instances::placeholders(chunk.len())
-            );
-            let mut q = store::sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for r in q.fetch_all(self.db.pool()).await? {
-                *out.entry(r.try_get(0)?).or_default() += 1;
-            }
-        }
-        Ok(out)
+        Ok(crate::db::instances::host_counts(&self.db, ids).await?)
     }
 
     /// A server group's policy, rules and the servers in it.

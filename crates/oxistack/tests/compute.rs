@@ -776,6 +776,22 @@ async fn serial_console(engine: Engine) {
     let bad = json!({"remote_console": {"protocol": "telnet", "type": "serial"}});
     let r = nova(&c, Method::POST, &consoles, &admin, "2.6", Some(bad)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        "Invalid input for field/attribute protocol. Value: telnet. 'telnet' is not one of \
+         ['vnc', 'spice', 'serial', 'rdp', 'mks']"
+    );
+    let extra = json!({"remote_console": {"protocol": "serial", "type": "serial", "x": 1}});
+    let r = nova(&c, Method::POST, &consoles, &admin, "2.6", Some(extra)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    assert!(
+        r.body["badRequest"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("Additional properties are not allowed ('x' was unexpected)"),
+        "{:?}",
+        r.body
+    );
 
     // The old action, then remote-consoles.
     let r = nova(

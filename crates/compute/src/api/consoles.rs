@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use store::Row;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::flavors::check;
 use super::{base_url, query_pairs, Auth, Body, Mv, State};
 use crate::db::instances::Instance;
 use crate::error::{Error, Result};
@@ -97,6 +98,12 @@ fn serial_only(protocol: &str, kind: &str) -> Result<()> {
     Ok(())
 }
 
+/// jsonschema's `enum` message over string options.
+fn not_one_of(v: &Value, allowed: &[&str]) -> String {
+    let options: Vec<Value> = allowed.iter().map(|a| json!(a)).collect();
+    check::not_one_of(v, &options)
+}
+
 /// POST /servers/{id}/remote-consoles (2.6).
 pub async fn create(
     state: State,
@@ -109,33 +116,46 @@ pub async fn create(
     if !mv.at_least(6) {
         return Err(Error::not_found("The resource could not be found."));
     }
-    let rc = body
-        .get("remote_console")
-        .and_then(Value::as_object)
-        .ok_or_else(|| {
-            Error::bad("Invalid input for field/attribute remote_console. Value: None. 'remote_console' is a required property")
-        })?;
+    let rc = match body.get("remote_console") {
+        Some(Value::Object(rc)) => rc,
+        Some(other) => {
+            return Err(check::field(
+                "remote_console",
+                other,
+                check::not_type(other, &["object"]),
+            ))
+        }
+        None => {
+            return Err(check::field(
+                "remote_console",
+                &Value::Null,
+                check::required("remote_console"),
+            ))
+        }
+    };
     let field = |k: &str, allowed: &[&str]| -> Result<String> {
         match rc.get(k) {
             Some(Value::String(s)) if allowed.contains(&s.as_str()) => Ok(s.clone()),
-            Some(other) => Err(Error::bad(format!(
-                "Invalid input for field/attribute {k}. Value: {other}. {other} is not one of {allowed:?}"
-            ))),
-            None => Err(Error::bad(format!(
-                "Invalid input for field/attribute remote_console. Value: {}. '{k}' is a required property",
-                Value::Object(rc.clone())
-            ))),
+            Some(other) => Err(check::field(k, other, not_one_of(other, allowed))),
+            None => Err(check::field(
+                "remote_console",
+                &Value::Object(rc.clone()),
+                check::required(k),
+            )),
         }
     };
     let protocol = field("protocol", PROTOCOLS)?;
     let kind = field("type", TYPES)?;
-    if let Some(k) = rc
+    let extra: Vec<&String> = rc
         .keys()
-        .find(|k| !matches!(k.as_str(), "protocol" | "type"))
-    {
-        return Err(Error::bad(format!(
-            "Invalid input for field/attribute remote_console. Additional properties are not allowed ('{k}' was unexpected)"
-        )));
+        .filter(|k| !matches!(k.as_str(), "protocol" | "type"))
+        .collect();
+    if !extra.is_empty() {
+        return Err(check::field(
+            "remote_console",
+            &Value::Object(rc.clone()),
+            check::additional(&extra),
+        ));
     }
     let inst = state
         .visible(&caller, &id, "os_compute_api:os-remote-consoles")
@@ -156,12 +176,17 @@ pub(crate) async fn legacy_serial(
     args: &Value,
     base: &str,
 ) -> Result<Response> {
-    let kind = args.get("type").and_then(Value::as_str).unwrap_or_default();
-    if kind != "serial" {
-        return Err(Error::bad(format!(
-            "Invalid input for field/attribute type. Value: {}. '{kind}' is not one of ['serial']",
-            args.get("type").cloned().unwrap_or(Value::Null)
-        )));
+    let kind = args.get("type").cloned().unwrap_or(Value::Null);
+    if kind.as_str() != Some("serial") {
+        let why = match &kind {
+            Value::Null => check::required("type"),
+            other => not_one_of(other, &["serial"]),
+        };
+        let (name, value) = match &kind {
+            Value::Null => ("os-getSerialConsole", args.clone()),
+            other => ("type", other.clone()),
+        };
+        return Err(check::field(name, &value, why));
     }
     let url = state.serial_console_url(inst, base).await?;
     Ok(Json(json!({"console": {"type": "serial", "url": url}})).into_response())

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
+use super::flavors::check;
 use super::{base_url, Auth, Body, Mv, State};
 use crate::db::instances::{self as idb, Instance};
 use crate::error::{Error, Result};
@@ -19,51 +20,15 @@ use crate::{Caller, Compute};
 /// Nova's per-server tag limit (`objects.instance.MAX_TAG_COUNT`).
 pub const MAX_TAGS: usize = 50;
 
-/// Python's `repr` of a JSON value, as jsonschema messages show values.
-fn py_repr(v: &Value) -> String {
-    match v {
-        Value::String(s) => {
-            if s.contains('\'') && !s.contains('"') {
-                format!("\"{s}\"")
-            } else {
-                format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
-            }
-        }
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) => n.to_string(),
-        Value::Array(a) => format!("[{}]", a.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
-        Value::Object(m) => format!(
-            "{{{}}}",
-            m.iter()
-                .map(|(k, v)| format!("{}: {}", py_repr(&json!(k)), py_repr(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-/// Python's `str` of a JSON value (strings bare, the rest as `repr`).
-fn py_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => py_repr(other),
-    }
-}
-
 /// Nova's schema failure message for a field.
 fn invalid(field: &str, value: &Value, why: &str) -> Error {
-    Error::bad(format!(
-        "Invalid input for field/attribute {field}. Value: {}. {why}",
-        py_str(value)
-    ))
+    check::field(field, value, why)
 }
 
 fn unexpected(keys: &[&String]) -> String {
     let list = keys
         .iter()
-        .map(|k| py_repr(&json!(k)))
+        .map(|k| check::repr(&json!(k)))
         .collect::<Vec<_>>()
         .join(", ");
     if keys.len() == 1 {
@@ -78,7 +43,7 @@ fn wrapper<'a>(body: &'a Value, name: &str) -> Result<&'a Value> {
     let Some(obj) = body.as_object() else {
         return Err(Error::bad(format!(
             "{} is not of type 'object'",
-            py_repr(body)
+            check::repr(body)
         )));
     };
     let extra: Vec<&String> = obj.keys().filter(|k| k.as_str() != name).collect();
@@ -109,7 +74,7 @@ fn metadata_of(
         return Err(invalid(
             field,
             v,
-            &format!("{} is not of type 'object'", py_repr(v)),
+            &format!("{} is not of type 'object'", check::repr(v)),
         ));
     };
     let bad: Vec<&String> = m.keys().filter(|k| !valid_key(k)).collect();
@@ -122,11 +87,15 @@ fn metadata_of(
             return Err(invalid(
                 k,
                 val,
-                &format!("{} is not of type 'string'", py_repr(val)),
+                &format!("{} is not of type 'string'", check::repr(val)),
             ));
         };
         if s.chars().count() > 255 {
-            return Err(invalid(k, val, &format!("{} is too long", py_repr(val))));
+            return Err(invalid(
+                k,
+                val,
+                &format!("{} is too long", check::repr(val)),
+            ));
         }
         out.insert(k.clone(), s.to_string());
     }
@@ -135,14 +104,14 @@ fn metadata_of(
             return Err(invalid(
                 field,
                 v,
-                &format!("{} does not have enough properties", py_repr(v)),
+                &format!("{} does not have enough properties", check::repr(v)),
             ));
         }
         if m.len() > max {
             return Err(invalid(
                 field,
                 v,
-                &format!("{} has too many properties", py_repr(v)),
+                &format!("{} has too many properties", check::repr(v)),
             ));
         }
     }
@@ -321,7 +290,7 @@ fn tags_version(mv: Mv) -> Result<()> {
 /// as jsonschema says it.
 fn tag_problem(tag: &str) -> Option<String> {
     let n = tag.chars().count();
-    let r = py_repr(&json!(tag));
+    let r = check::repr(&json!(tag));
     if n < 1 {
         Some(format!("{r} is too short"))
     } else if n > 60 {
@@ -393,14 +362,14 @@ pub async fn tags_update_all(
         return Err(invalid(
             "tags",
             list,
-            &format!("{} is not of type 'array'", py_repr(list)),
+            &format!("{} is not of type 'array'", check::repr(list)),
         ));
     };
     if items.len() > MAX_TAGS {
         return Err(invalid(
             "tags",
             list,
-            &format!("{} is too long", py_repr(list)),
+            &format!("{} is too long", check::repr(list)),
         ));
     }
     let mut tags: Vec<String> = Vec::new();
@@ -409,7 +378,7 @@ pub async fn tags_update_all(
             return Err(invalid(
                 &n.to_string(),
                 t,
-                &format!("{} is not of type 'string'", py_repr(t)),
+                &format!("{} is not of type 'string'", check::repr(t)),
             ));
         };
         if let Some(why) = tag_problem(s) {
@@ -479,7 +448,10 @@ pub async fn tag_update(
         let v: Value =
             serde_json::from_slice(&body).map_err(|_| Error::bad("Malformed request body"))?;
         if !v.is_null() {
-            return Err(Error::bad(format!("{} is not of type 'null'", py_repr(&v))));
+            return Err(Error::bad(format!(
+                "{} is not of type 'null'",
+                check::repr(&v)
+            )));
         }
     }
     let inst = state

@@ -9,6 +9,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use sha2::Digest;
 
+use super::flavors::check;
 use super::{base_url, query_pairs, Auth, Body, Mv, State};
 use crate::db::instances::{self as idb, Instance};
 use crate::error::{Error, Result};
@@ -17,21 +18,7 @@ use crate::{Caller, Compute};
 
 /// Nova's `Invalid input for field/attribute ...` message.
 fn invalid(field: &str, value: &Value, why: &str) -> Error {
-    Error::bad(format!(
-        "Invalid input for field/attribute {field}. Value: {}. {why}",
-        py_repr(value)
-    ))
-}
-
-/// A rough Python repr of a JSON value, as Nova's messages show them.
-fn py_repr(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        other => other.to_string(),
-    }
+    check::field(field, value, why)
 }
 
 pub fn iso(micros: i64) -> String {
@@ -321,7 +308,7 @@ fn str_field<'a>(server: &'a Value, key: &str, min: usize, max: usize) -> Result
         Some(other) => Err(invalid(
             key,
             other,
-            &format!("{} is not of type 'string'", py_repr(other)),
+            &format!("{} is not of type 'string'", check::repr(other)),
         )),
     }
 }
@@ -383,7 +370,7 @@ pub async fn create(
                 other,
                 &format!(
                     "{} is not valid under any of the given schemas",
-                    py_repr(other)
+                    check::repr(other)
                 ),
             ))
         }
@@ -468,7 +455,7 @@ pub async fn create(
                 other,
                 &format!(
                     "{} is not valid under any of the given schemas",
-                    py_repr(other)
+                    check::repr(other)
                 ),
             ))
         }
@@ -487,7 +474,7 @@ pub async fn create(
                     return Err(invalid(
                         &format!("metadata/{k}"),
                         v,
-                        &format!("{} is not of type 'string'", py_repr(v)),
+                        &format!("{} is not of type 'string'", check::repr(v)),
                     ));
                 };
                 if k.is_empty() || k.chars().count() > 255 || v.chars().count() > 255 {
@@ -501,7 +488,7 @@ pub async fn create(
             return Err(invalid(
                 "metadata",
                 other,
-                &format!("{} is not of type 'object'", py_repr(other)),
+                &format!("{} is not of type 'object'", check::repr(other)),
             ))
         }
     };
@@ -534,7 +521,7 @@ pub async fn create(
                         invalid(
                             k,
                             v,
-                            &format!("{} is less than the minimum of 1", py_repr(v)),
+                            &format!("{} is less than the minimum of 1", check::repr(v)),
                         )
                     })?;
                 Ok(Some(n))
@@ -1538,7 +1525,7 @@ pub async fn action(
                     return Err(invalid(
                         "rescue",
                         other,
-                        &format!("{} is not of type 'object', 'null'", py_repr(other)),
+                        &format!("{} is not of type 'object', 'null'", check::repr(other)),
                     ))
                 }
             };
@@ -1557,7 +1544,7 @@ pub async fn action(
                     return Err(invalid(
                         "adminPass",
                         other,
-                        &format!("{} is not of type 'string'", py_repr(other)),
+                        &format!("{} is not of type 'string'", check::repr(other)),
                     ))
                 }
             };
@@ -1568,7 +1555,7 @@ pub async fn action(
                     return Err(invalid(
                         "rescue_image_ref",
                         other,
-                        &format!("{} is not a 'uuid'", py_repr(other)),
+                        &format!("{} is not a 'uuid'", check::repr(other)),
                     ))
                 }
             };

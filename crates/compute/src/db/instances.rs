@@ -227,11 +227,25 @@ fn id_list<'a>(ids: impl Iterator<Item = &'a String>) -> String {
     serde_json::to_string(&ids.collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into())
 }
 
-pub fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// How many of the given servers (not deleted, placed) each host runs.
+pub async fn host_counts(db: &Db, ids: &[String]) -> store::sqlx::Result<BTreeMap<String, i64>> {
+    let mut out: BTreeMap<String, i64> = BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT host FROM instances WHERE id IN ({}) AND deleted_at IS NULL \
+         AND host IS NOT NULL",
+        id_set(db)
+    );
+    for r in store::sqlx::query(&sql)
+        .bind(id_list(ids.iter()))
+        .fetch_all(db.pool())
+        .await?
+    {
+        *out.entry(r.try_get(0)?).or_default() += 1;
+    }
+    Ok(out)
 }
 
 /// A server that is not deleted (or, with `deleted`, also a deleted one).
