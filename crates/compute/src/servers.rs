@@ -313,6 +313,7 @@ impl Compute {
             .ok_or_else(|| (Error::server_not_found(id), None))?;
         let spec: RequestSpec =
             serde_json::from_value(inst.request_spec.clone()).unwrap_or_default();
+        let t0 = std::time::Instant::now();
         let placed = self
             .schedule(id, &inst.project_id, &inst.user_id, &inst.flavor, &spec)
             .await
@@ -369,16 +370,19 @@ impl Compute {
             config_drive: Some(self.config_drive(&inst)),
             console_log: None,
         };
+        let t1 = std::time::Instant::now();
         h.hv.define(server.clone()).await.map_err(|e| {
             fail(Error::internal(format!(
                 "Build of instance {id} aborted: {e}"
             )))
         })?;
+        let t2 = std::time::Instant::now();
         h.hv.power_on(server.id).await.map_err(|e| {
             fail(Error::internal(format!(
                 "Build of instance {id} aborted: {e}"
             )))
         })?;
+        let t3 = std::time::Instant::now();
         let done = store::sqlx::query(
             "UPDATE instances SET vm_state = 'active', task_state = NULL, power_state = 1, \
              launched_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL \
@@ -395,6 +399,15 @@ impl Compute {
                 "the server was deleted while building",
             )));
         }
+        tracing::debug!(
+            server = %id,
+            %host,
+            schedule_ms = (t1 - t0).as_millis() as u64,
+            define_ms = (t2 - t1).as_millis() as u64,
+            start_ms = (t3 - t2).as_millis() as u64,
+            total_ms = t0.elapsed().as_millis() as u64,
+            "server built"
+        );
         Ok(host)
     }
 

@@ -415,28 +415,42 @@ impl QemuHypervisor {
             Error::Unsupported("a config drive needs genisoimage or xorriso".into())
         })?;
         let staging = paths.dir.join("config-drive.d");
-        let _ = tokio::fs::remove_dir_all(&staging).await;
         let tmp = paths.dir.join("disk.config.tmp");
         let res = async {
-            tools::stage_config_drive(cd, &staging).await?;
-            tools::make_iso(tool, &staging, &tmp).await?;
-            rename(&tmp, &paths.config_drive()).await
+            let (cd, dir) = (cd.clone(), staging.clone());
+            blocking(move || tools::stage_config_drive(&cd, &dir)).await?;
+            tools::make_iso(tool, &staging, &tmp).await
         }
         .await;
-        let _ = tokio::fs::remove_dir_all(&staging).await;
-        let _ = tokio::fs::remove_file(&tmp).await;
-        res
+        let dest = paths.config_drive();
+        blocking(move || {
+            let moved = match res {
+                Ok(()) => std::fs::rename(&tmp, &dest).map_err(|e| {
+                    Error::io(format!("rename {} to {}", tmp.display(), dest.display()), e)
+                }),
+                Err(e) => Err(e),
+            };
+            let _ = std::fs::remove_dir_all(&staging);
+            let _ = std::fs::remove_file(&tmp);
+            moved
+        })
+        .await
     }
 
     async fn define_files(&self, spec: &ServerSpec, paths: &Paths) -> Result<Definition> {
         let info = self.qemu_img.inspect_base(&spec.image).await?;
         let size = Self::root_size(spec.root_gb, info.virtual_size, &spec.image.path)?;
-        self.qemu_img
-            .create_overlay(&spec.image, &paths.disk(), size)
-            .await?;
-        if let Some(cd) = &spec.config_drive {
-            self.build_config_drive(paths, cd).await?;
-        }
+        // Two helper processes, independent of each other: run together
+        // (on a busy host each mostly waits for a CPU).
+        let disk_path = paths.disk();
+        let disk = self.qemu_img.create_overlay(&spec.image, &disk_path, size);
+        let config_drive = async {
+            match &spec.config_drive {
+                Some(cd) => self.build_config_drive(paths, cd).await,
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(disk, config_drive)?;
         let console_log = match &spec.console_log {
             Some(p) => {
                 let parent_ok = p.parent().map(|d| d.is_dir()).unwrap_or(false);
@@ -473,10 +487,18 @@ impl QemuHypervisor {
         let (accel, _) = self.accel().await;
         let def = lock(&vm.def).clone();
         let paths = &vm.paths;
-        for p in [paths.qmp(), paths.pidfile(), paths.crashed_marker()] {
-            let _ = tokio::fs::remove_file(&p).await;
-        }
-        rotate_console(&def.console_log).await;
+        let log_start = {
+            let stale = [paths.qmp(), paths.pidfile(), paths.crashed_marker()];
+            let (console, qemu_log) = (def.console_log.clone(), paths.qemu_log());
+            blocking(move || {
+                for p in stale {
+                    let _ = std::fs::remove_file(&p);
+                }
+                rotate_console(&console);
+                Ok(std::fs::metadata(qemu_log).map(|m| m.len()).unwrap_or(0))
+            })
+            .await?
+        };
         let machine = Machine {
             accel,
             tcg_cpu_model: self.cfg.tcg_cpu_model.clone(),
@@ -514,10 +536,6 @@ impl QemuHypervisor {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .kill_on_drop(false);
-        let log_start = tokio::fs::metadata(paths.qemu_log())
-            .await
-            .map(|m| m.len())
-            .unwrap_or(0);
         let mut child = cmd
             .spawn()
             .map_err(|e| Error::io(format!("run {}", self.qemu.display()), e))?;
@@ -611,7 +629,7 @@ impl QemuHypervisor {
                     self.cfg.start_timeout
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -927,11 +945,22 @@ async fn monitor(
 }
 
 async fn write_atomic(path: &Path, body: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    tokio::fs::write(&tmp, body)
+    let (path, body) = (path.to_path_buf(), body.to_vec());
+    blocking(move || {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, body).map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| Error::io(format!("rename {} to {}", tmp.display(), path.display()), e))
+    })
+    .await
+}
+
+/// Runs a batch of file system work as one blocking task (tokio's file
+/// functions take one trip to the blocking pool each).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
-    rename(&tmp, path).await
+        .map_err(|e| Error::io("file task", std::io::Error::other(e.to_string())))?
 }
 
 async fn rename(from: &Path, to: &Path) -> Result<()> {
@@ -940,12 +969,12 @@ async fn rename(from: &Path, to: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("rename {} to {}", from.display(), to.display()), e))
 }
 
-async fn rotate_console(path: &Path) {
-    if let Ok(m) = tokio::fs::metadata(path).await {
+fn rotate_console(path: &Path) {
+    if let Ok(m) = std::fs::metadata(path) {
         if m.len() > CONSOLE_ROTATE_BYTES {
             let mut old = path.as_os_str().to_owned();
             old.push(".0");
-            let _ = tokio::fs::rename(path, PathBuf::from(old)).await;
+            let _ = std::fs::rename(path, PathBuf::from(old));
         }
     }
 }

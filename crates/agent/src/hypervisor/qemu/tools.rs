@@ -273,11 +273,14 @@ impl QemuImg {
     }
 }
 
-/// Lays out the config drive's files under `staging` (OpenStack layout).
-pub(crate) async fn stage_config_drive(cd: &ConfigDrive, staging: &Path) -> Result<()> {
+/// Lays out the config drive's files under `staging` (OpenStack layout),
+/// replacing what an earlier attempt left there. Synchronous: one blocking
+/// task does it all (on a busy host every hop to the blocking pool waits
+/// for a CPU).
+pub(crate) fn stage_config_drive(cd: &ConfigDrive, staging: &Path) -> Result<()> {
+    let _ = std::fs::remove_dir_all(staging);
     let latest = staging.join("openstack").join("latest");
-    tokio::fs::create_dir_all(&latest)
-        .await
+    std::fs::create_dir_all(&latest)
         .map_err(|e| Error::io(format!("create {}", latest.display()), e))?;
     let empty = serde_json::json!({});
     let mut files: Vec<(&str, Vec<u8>)> = vec![
@@ -301,9 +304,7 @@ pub(crate) async fn stage_config_drive(cd: &ConfigDrive, staging: &Path) -> Resu
     }
     for (name, body) in files {
         let p = latest.join(name);
-        tokio::fs::write(&p, body)
-            .await
-            .map_err(|e| Error::io(format!("write {}", p.display()), e))?;
+        std::fs::write(&p, body).map_err(|e| Error::io(format!("write {}", p.display()), e))?;
     }
     Ok(())
 }
@@ -386,7 +387,7 @@ mod tests {
         };
         let cd = ConfigDrive::new(&meta, Some(b"#!/bin/sh\necho hi\n".to_vec()));
         let stage = dir.path().join("stage");
-        stage_config_drive(&cd, &stage).await.unwrap();
+        stage_config_drive(&cd, &stage).unwrap();
         let latest = stage.join("openstack/latest");
         let md: Value =
             serde_json::from_slice(&std::fs::read(latest.join("meta_data.json")).unwrap()).unwrap();
