@@ -2,7 +2,7 @@
 """Compute benchmarks (issue: compute service).
 
   bench/compute/run.py fake  [--hosts 1000] [--creates 5000] [--total 10000]
-  bench/compute/run.py qemu  [--servers 20] [--rounds 3]
+  bench/compute/run.py qemu  [--servers 20] [--rounds 5]
 
 fake: `oxistack up` with the fake hypervisor and --hosts hosts. Creates
       --creates servers with 16 concurrent clients and reports servers
@@ -389,7 +389,7 @@ def main():
     ap.add_argument("--total", type=int, default=10000)
     ap.add_argument("--servers", type=int, default=20)
     ap.add_argument("--flavor", default="1")
-    ap.add_argument("--rounds", type=int, default=3,
+    ap.add_argument("--rounds", type=int, default=5,
                     help="qemu: runs (each on a fresh cloud); the figures are the "
                          "medians over the runs, whose spread on 2 cores is wide")
     args = ap.parse_args()

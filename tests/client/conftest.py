@@ -188,8 +188,12 @@ def cloud():
             f"oxistack exit status {rc} (expected 0 after SIGTERM)\n"
             f"{tail(server.log_path)}"
         )
+        # Every test deletes its servers: a QEMU still running is a leak.
+        leaked = server.kill_guests()
+        assert not leaked, f"QEMU processes left running for instances {leaked}"
     finally:
         server._kill_quietly()
+        server.kill_guests()
         os.environ.clear()
         os.environ.update(saved_env)
         if db is not None:
