@@ -1121,6 +1121,12 @@ impl Compute {
 const SNAPSHOT_STATES: &[&str] = &["active", "stopped", "paused", "suspended"];
 const REBUILD_STATES: &[&str] = &["active", "stopped", "error"];
 
+/// What confirm and revert clear from a resized server's system metadata.
+const RESIZE_SYSMETA_CLEARED: &[(&str, serde_json::Value)] = &[
+    ("migration", serde_json::Value::Null),
+    ("old_vm_state", serde_json::Value::Null),
+];
+
 /// The names a long operation is recorded under.
 #[derive(Clone, Copy)]
 struct LongOp {
@@ -1677,7 +1683,7 @@ fn sysmeta_str(inst: &Instance, key: &str) -> Option<String> {
 }
 
 impl Compute {
-    async fn set_sysmeta(&self, id: &str, key: &str, value: serde_json::Value) -> Result<()> {
+    async fn set_sysmeta(&self, id: &str, changes: &[(&str, serde_json::Value)]) -> Result<()> {
         let inst = idb::get(&self.db, id, false)
             .await?
             .ok_or_else(|| Error::server_not_found(id))?;
@@ -1685,16 +1691,29 @@ impl Compute {
         if !meta.is_object() {
             meta = serde_json::json!({});
         }
-        if value.is_null() {
-            if let Some(m) = meta.as_object_mut() {
-                m.remove(key);
+        for (key, value) in changes {
+            if value.is_null() {
+                if let Some(m) = meta.as_object_mut() {
+                    m.remove(*key);
+                }
+            } else {
+                meta[*key] = value.clone();
             }
-        } else {
-            meta[key] = value;
         }
         store::sqlx::query("UPDATE instances SET system_metadata = $2 WHERE id = $1")
             .bind(id)
             .bind(meta.to_string())
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a migration record to `status`.
+    async fn migration_status(&self, migration: &str, status: &str) -> Result<()> {
+        store::sqlx::query("UPDATE migrations SET status = $2, updated_at = $3 WHERE uuid = $1")
+            .bind(migration)
+            .bind(status)
+            .bind(store::now_micros())
             .execute(self.db.pool())
             .await?;
         Ok(())
@@ -1899,13 +1918,7 @@ impl Compute {
         if let Err(e) = host_work.await {
             // Give the allocation back to the server.
             self.swap_back_allocations(inst, &migration).await?;
-            store::sqlx::query(
-                "UPDATE migrations SET status = 'error', updated_at = $2 WHERE uuid = $1",
-            )
-            .bind(&migration)
-            .bind(store::now_micros())
-            .execute(self.db.pool())
-            .await?;
+            self.migration_status(&migration, "error").await?;
             if was_running {
                 let _ = host.hv.power_on(uuid).await;
             }
@@ -1913,17 +1926,15 @@ impl Compute {
         }
         // What confirm and revert read comes first: once the server shows
         // VERIFY_RESIZE, a confirm may arrive at once.
-        self.set_sysmeta(&inst.id, "old_vm_state", serde_json::json!(inst.vm_state))
-            .await?;
-        self.set_sysmeta(&inst.id, "migration", serde_json::json!(migration))
-            .await?;
-        store::sqlx::query(
-            "UPDATE migrations SET status = 'finished', updated_at = $2 WHERE uuid = $1",
+        self.set_sysmeta(
+            &inst.id,
+            &[
+                ("old_vm_state", serde_json::json!(inst.vm_state)),
+                ("migration", serde_json::json!(migration)),
+            ],
         )
-        .bind(&migration)
-        .bind(store::now_micros())
-        .execute(self.db.pool())
         .await?;
+        self.migration_status(&migration, "finished").await?;
         store::sqlx::query(
             "UPDATE instances SET flavor = $2, old_flavor = $3, vcpus = $4, memory_mb = $5, \
              root_gb = $6, vm_state = 'resized', task_state = NULL, power_state = $7, \
@@ -2015,13 +2026,7 @@ impl Compute {
             .map_err(|e| Error::internal(format!("confirm resize: {e}")))?;
         if let Some(m) = sysmeta_str(inst, "migration") {
             self.placement.free(&m).await?;
-            store::sqlx::query(
-                "UPDATE migrations SET status = 'confirmed', updated_at = $2 WHERE uuid = $1",
-            )
-            .bind(&m)
-            .bind(store::now_micros())
-            .execute(self.db.pool())
-            .await?;
+            self.migration_status(&m, "confirmed").await?;
         }
         let running = inst.power_state == power::RUNNING;
         store::sqlx::query(
@@ -2032,10 +2037,7 @@ impl Compute {
         .bind(store::now_micros())
         .execute(self.db.pool())
         .await?;
-        self.set_sysmeta(&inst.id, "migration", serde_json::Value::Null)
-            .await?;
-        self.set_sysmeta(&inst.id, "old_vm_state", serde_json::Value::Null)
-            .await?;
+        self.set_sysmeta(&inst.id, RESIZE_SYSMETA_CLEARED).await?;
         idb::action_start(
             &self.db,
             &inst.id,
@@ -2092,47 +2094,65 @@ impl Compute {
             event: "compute_revert_resize",
             failed_vm_state: Some("error"),
         };
-        let inst = inst.clone();
-        let id = inst.id.clone();
-        self.spawn_op(caller, &id, op, request_id, host, move |this, host| async move {
-                let uuid = uuid::Uuid::parse_str(&inst.id).map_err(|_| Error::server_not_found(&inst.id))?;
-                let hv_err = |e: agent::hypervisor::Error| Error::internal(format!("revert resize: {e}"));
-                if host.hv.info(uuid).await.map_err(hv_err)?.state.is_active() {
-                    host.hv.power_off(uuid, PowerOff::Hard).await.map_err(hv_err)?;
-                }
-                host.hv.resize_revert(uuid).await.map_err(hv_err)?;
-                if let Some(m) = sysmeta_str(&inst, "migration") {
-                    this.swap_back_allocations(&inst, &m).await?;
-                    store::sqlx::query("UPDATE migrations SET status = 'reverted', updated_at = $2 WHERE uuid = $1")
-                        .bind(&m)
-                        .bind(store::now_micros())
-                        .execute(this.db.pool())
-                        .await?;
-                }
-                let was_running = sysmeta_str(&inst, "old_vm_state").as_deref() != Some("stopped");
-                if was_running {
-                    host.hv.power_on(uuid).await.map_err(hv_err)?;
-                }
-                store::sqlx::query(
-                    "UPDATE instances SET flavor = $2, old_flavor = NULL, vcpus = $3, memory_mb = $4, \
-                     root_gb = $5, vm_state = $6, task_state = NULL, power_state = $7, updated_at = $8 \
-                     WHERE id = $1",
-                )
-                .bind(&inst.id)
-                .bind(serde_json::to_string(&old)?)
-                .bind(old.vcpus)
-                .bind(old.memory_mb)
-                .bind(old.root_gb)
-                .bind(if was_running { "active" } else { "stopped" })
-                .bind(if was_running { power::RUNNING } else { power::SHUTDOWN })
-                .bind(store::now_micros())
-                .execute(this.db.pool())
-                .await?;
-                this.set_sysmeta(&inst.id, "migration", serde_json::Value::Null).await?;
-                this.set_sysmeta(&inst.id, "old_vm_state", serde_json::Value::Null).await?;
-                Ok::<(), Error>(())
-        })
+        let target = inst.clone();
+        self.spawn_op(
+            caller,
+            &inst.id,
+            op,
+            request_id,
+            host,
+            move |this, host| async move { this.run_revert(&host, &target, &old).await },
+        )
         .await
+    }
+
+    /// The host side of a revert: back to the old disk and sizes, the
+    /// allocation back to the server, power as before the resize.
+    async fn run_revert(
+        &self,
+        host: &Host,
+        inst: &Instance,
+        old: &crate::db::flavors::Flavor,
+    ) -> Result<()> {
+        let uuid =
+            uuid::Uuid::parse_str(&inst.id).map_err(|_| Error::server_not_found(&inst.id))?;
+        let hv_err = |e: agent::hypervisor::Error| Error::internal(format!("revert resize: {e}"));
+        if host.hv.info(uuid).await.map_err(hv_err)?.state.is_active() {
+            host.hv
+                .power_off(uuid, PowerOff::Hard)
+                .await
+                .map_err(hv_err)?;
+        }
+        host.hv.resize_revert(uuid).await.map_err(hv_err)?;
+        if let Some(m) = sysmeta_str(inst, "migration") {
+            self.swap_back_allocations(inst, &m).await?;
+            self.migration_status(&m, "reverted").await?;
+        }
+        let was_running = sysmeta_str(inst, "old_vm_state").as_deref() != Some("stopped");
+        if was_running {
+            host.hv.power_on(uuid).await.map_err(hv_err)?;
+        }
+        store::sqlx::query(
+            "UPDATE instances SET flavor = $2, old_flavor = NULL, vcpus = $3, memory_mb = $4, \
+             root_gb = $5, vm_state = $6, task_state = NULL, power_state = $7, updated_at = $8 \
+             WHERE id = $1",
+        )
+        .bind(&inst.id)
+        .bind(serde_json::to_string(old)?)
+        .bind(old.vcpus)
+        .bind(old.memory_mb)
+        .bind(old.root_gb)
+        .bind(if was_running { "active" } else { "stopped" })
+        .bind(if was_running {
+            power::RUNNING
+        } else {
+            power::SHUTDOWN
+        })
+        .bind(store::now_micros())
+        .execute(self.db.pool())
+        .await?;
+        self.set_sysmeta(&inst.id, RESIZE_SYSMETA_CLEARED).await?;
+        Ok(())
     }
 
     /// shelve: power off, snapshot to an image, then offload at once
@@ -2217,7 +2237,7 @@ impl Compute {
                     host.hv.power_off(uuid, PowerOff::graceful(timeout)).await.map_err(hv_err)?;
                 }
                 this.run_snapshot(&host, &inst.id, &image_id, format).await?;
-                this.set_sysmeta(&inst.id, "shelved_image_id", serde_json::json!(image_id)).await?;
+                this.set_sysmeta(&inst.id, &[("shelved_image_id", serde_json::json!(image_id))]).await?;
                 // Offload.
                 idb::set_state(&this.db, &inst.id, &[], None, Some("shelving_offloading"), None).await?;
                 host.hv.delete(uuid).await.map_err(hv_err)?;
@@ -2385,7 +2405,7 @@ impl Compute {
                 .bind(store::now_micros())
                 .execute(this.db.pool())
                 .await?;
-                this.set_sysmeta(&inst.id, "shelved_image_id", serde_json::Value::Null)
+                this.set_sysmeta(&inst.id, &[("shelved_image_id", serde_json::Value::Null)])
                     .await?;
                 // The shelved image is not needed any more. Its file stays
                 // while the cached base (a link to it) backs the disk.

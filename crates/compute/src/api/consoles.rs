@@ -178,15 +178,10 @@ pub(crate) async fn legacy_serial(
 ) -> Result<Response> {
     let kind = args.get("type").cloned().unwrap_or(Value::Null);
     if kind.as_str() != Some("serial") {
-        let why = match &kind {
-            Value::Null => check::required("type"),
-            other => not_one_of(other, &["serial"]),
-        };
-        let (name, value) = match &kind {
-            Value::Null => ("os-getSerialConsole", args.clone()),
-            other => ("type", other.clone()),
-        };
-        return Err(check::field(name, &value, why));
+        return Err(match &kind {
+            Value::Null => check::field("os-getSerialConsole", args, check::required("type")),
+            other => check::field("type", other, not_one_of(other, &["serial"])),
+        });
     }
     let url = state.serial_console_url(inst, base).await?;
     Ok(Json(json!({"console": {"type": "serial", "url": url}})).into_response())
