@@ -112,7 +112,7 @@ fn count(log: &str, line: &str) -> usize {
 }
 
 /// Waits until the console has `n` lines equal to `line`.
-async fn wait_console(hv: &QemuHypervisor, id: Uuid, line: &str, n: usize) {
+async fn wait_console(hv: &dyn Hypervisor, id: Uuid, line: &str, n: usize) {
     let deadline = Instant::now() + BOOT_TIMEOUT;
     loop {
         let log = hv.console_log(id, None).await.unwrap();
@@ -489,4 +489,137 @@ async fn accelerator_probe() {
     if let Ok(want) = std::env::var("OXISTACK_TEST_EXPECT_ACCEL") {
         assert_eq!(accel.as_str(), want, "{why}");
     }
+}
+
+/// The same QEMU host driven as a control plane drives a remote one: the
+/// agent's internal API on loopback, `RemoteHypervisor` on the other end.
+/// The image travels to the agent, the serial console and a snapshot
+/// travel back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qemu_through_the_agent_api() {
+    use agent::remote::client::{RemoteConfig, RemoteHypervisor};
+    use agent::remote::server::{router, AgentState};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    if !enabled("qemu_through_the_agent_api") {
+        return;
+    }
+    let image = guest_image();
+    let tmp = tempfile::Builder::new()
+        .prefix("oxi-rm-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let dir = tmp.path().join("inst");
+    let _cleanup = Cleanup(dir.clone());
+    let hv = std::sync::Arc::new(new_hv(&dir).await);
+    let agent_images = tmp.path().join("agent-images");
+    let state = AgentState::new(
+        hv.clone(),
+        "e2e-token".into(),
+        agent_images.clone(),
+        tmp.path().join("agent-scratch"),
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router(state)).await;
+    });
+    let remote = RemoteHypervisor::connect(RemoteConfig {
+        url,
+        token: "e2e-token".into(),
+        scratch_dir: tmp.path().join("control"),
+    })
+    .await
+    .unwrap();
+    assert_eq!(remote.kind(), "qemu");
+    assert_eq!(
+        remote.host_resources().await.unwrap().hypervisor_type,
+        "QEMU"
+    );
+
+    // The control plane's cached copy of the image, named by its key.
+    let base = tmp.path().join("base");
+    std::fs::create_dir(&base).unwrap();
+    let key = "e2e-guest-image";
+    std::fs::copy(&image, base.join(key)).unwrap();
+    let id = Uuid::new_v4();
+    let meta = InstanceMetadata {
+        uuid: id,
+        name: "oxi remote".into(),
+        hostname: "oxi-remote.novalocal".into(),
+        ..Default::default()
+    };
+    let spec = ServerSpec {
+        id,
+        name: "oxi remote".into(),
+        hostname: "oxi-remote.novalocal".into(),
+        vcpus: 1,
+        memory_mb: 256,
+        root_gb: 1,
+        image: ImageSource {
+            path: base.join(key),
+            format: DiskFormat::Qcow2,
+        },
+        nics: vec![],
+        config_drive: Some(ConfigDrive::new(&meta, None)),
+        console_log: None,
+    };
+    let mut events = remote.events();
+    let info = remote.define(spec).await.unwrap();
+    assert_eq!(info.state, PowerState::Shutoff);
+    // The image was sent whole and the server is layered on the agent's copy.
+    assert_eq!(
+        std::fs::metadata(agent_images.join(key)).unwrap().len(),
+        std::fs::metadata(&image).unwrap().len()
+    );
+    assert_eq!(info.image.path, agent_images.join(key));
+
+    remote.power_on(id).await.unwrap();
+    wait_event(&mut events, id, PowerState::Running).await;
+    wait_console(&remote, id, "OXISTACK-GUEST-BOOTED", 1).await;
+    wait_console(&remote, id, "hostname: oxi-remote", 1).await;
+
+    // The serial console: a key press brings getty's prompt back.
+    let sock = remote.serial_console(id).await.unwrap();
+    let mut conn = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    while !String::from_utf8_lossy(&seen).contains("login:") {
+        assert!(
+            Instant::now() < deadline,
+            "no login prompt over the serial console: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        conn.write_all(b"\r").await.unwrap();
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf)).await {
+            assert!(n > 0, "the serial console closed");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+    drop(conn);
+
+    // A snapshot of the running server comes back as a qcow2 file.
+    let dest = tmp.path().join("snap.qcow2");
+    let snap = remote.snapshot(id, &dest, DiskFormat::Qcow2).await.unwrap();
+    assert_eq!(snap.path, dest);
+    let data = std::fs::read(&dest).unwrap();
+    assert_eq!(data.len() as u64, snap.size);
+    assert_eq!(&data[..4], b"QFI\xfb", "a qcow2 header");
+    assert_eq!(
+        remote.info(id).await.unwrap().state,
+        PowerState::Running,
+        "running again after the snapshot"
+    );
+
+    let out = remote
+        .power_off(id, PowerOff::graceful(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(out, StopOutcome::Clean);
+    remote.delete(id).await.unwrap();
+    assert!(!dir.join(id.to_string()).exists());
+    assert!(matches!(remote.info(id).await, Err(Error::NotFound(_))));
 }

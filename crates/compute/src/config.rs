@@ -12,6 +12,19 @@ pub enum Driver {
     Qemu,
     /// In-memory hosts (`fake_hosts` of them), for tests and benchmarks.
     Fake,
+    /// No host on this machine: only the `remote_agents`.
+    None,
+}
+
+/// A host agent on another machine (`oxistack agent`) that this process
+/// drives. Each agent is driven by one control-plane process.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteAgent {
+    /// `http://host:port` of the agent's internal API.
+    pub url: String,
+    /// A file holding the agent's token (the one `oxistack agent` wrote).
+    pub token_file: PathBuf,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -25,6 +38,8 @@ pub struct ComputeConfig {
     /// Where instance disks, config drives and console logs live
     /// (default: `<data dir>/instances`).
     pub instances_dir: Option<PathBuf>,
+    /// Host agents on other machines, driven through their internal API.
+    pub remote_agents: Vec<RemoteAgent>,
     /// How many fake hosts to register when `driver = "fake"`.
     pub fake_hosts: u32,
     /// Resources reported per fake host.
@@ -72,6 +87,7 @@ impl Default for ComputeConfig {
             driver: Driver::Qemu,
             host: None,
             instances_dir: None,
+            remote_agents: Vec::new(),
             fake_hosts: 1,
             fake_vcpus: 16,
             fake_memory_mb: 65_536,

@@ -2,9 +2,10 @@
 //! `compute_services` / `compute_nodes`, and their resource providers in
 //! placement.
 //!
-//! Today every host is driven in process (the all-in-one's QEMU host, or a
-//! fleet of fake hosts). A remote host agent implements the same
-//! [`Hypervisor`] trait behind its internal API.
+//! A host is driven in process (the all-in-one's QEMU host, or a fleet of
+//! fake hosts) or on another machine through its agent's internal API
+//! ([`agent::remote::client::RemoteHypervisor`], the same [`Hypervisor`]
+//! trait).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -14,6 +15,7 @@ use placement::db::InventoryRow;
 use placement::local::ProviderSpec;
 use store::Row;
 
+use crate::config::RemoteAgent;
 use crate::error::{Error, Result};
 use crate::Compute;
 
@@ -201,10 +203,84 @@ impl Compute {
         Ok(())
     }
 
-    /// Marks every host of this process as alive.
+    /// Connects to a host agent on another machine.
+    pub(crate) async fn connect_agent(&self, agent: &RemoteAgent) -> Result<Arc<dyn Hypervisor>> {
+        use agent::remote::client::{RemoteConfig, RemoteHypervisor};
+        let token = tokio::fs::read_to_string(&agent.token_file)
+            .await
+            .map_err(|e| {
+                Error::internal(format!(
+                    "agent token file {}: {e}",
+                    agent.token_file.display()
+                ))
+            })?;
+        let hv = RemoteHypervisor::connect(RemoteConfig {
+            url: agent.url.clone(),
+            token: token.trim().to_string(),
+            scratch_dir: self.instances_dir().join("_remote"),
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Arc::new(hv))
+    }
+
+    /// Registers the agents that were unreachable at start-up and answer
+    /// now (reconciled and followed like the others); returns those that
+    /// still do not.
+    pub(crate) async fn join_agents(
+        self: &Arc<Self>,
+        agents: Vec<RemoteAgent>,
+    ) -> Vec<RemoteAgent> {
+        let mut still = Vec::new();
+        for agent in agents {
+            let joined = async {
+                let hv = self.connect_agent(&agent).await?;
+                let name = hv
+                    .host_resources()
+                    .await
+                    .map_err(|e| Error::internal(e.to_string()))?
+                    .hostname;
+                self.register_hosts(vec![hv]).await?;
+                let host = self
+                    .hosts
+                    .get(&name)
+                    .ok_or_else(|| Error::internal(format!("host {name} did not register")))?;
+                self.reconcile_host(&host).await?;
+                self.watch_events(host);
+                Ok::<_, Error>(name)
+            }
+            .await;
+            match joined {
+                Ok(name) => tracing::info!(agent = %agent.url, host = %name, "host agent joined"),
+                Err(e) => {
+                    tracing::debug!(agent = %agent.url, error = %e, "host agent still unavailable");
+                    still.push(agent);
+                }
+            }
+        }
+        still
+    }
+
+    /// Marks every host of this process that answers as alive (a remote
+    /// agent that does not answer goes down after `service_down_time`).
     pub async fn heartbeat(&self) -> Result<()> {
-        let names = self.hosts.names();
+        let mut names = Vec::new();
+        for h in self.hosts.all() {
+            match h.hv.ping().await {
+                Ok(()) => names.push(h.name.clone()),
+                Err(e) => tracing::warn!(host = %h.name, error = %e, "host does not answer"),
+            }
+        }
         let now = store::now_micros();
+        if names.is_empty() {
+            store::sqlx::query(
+                "UPDATE compute_services SET last_seen_up = $1 \
+                 WHERE binary_name IN ('nova-scheduler', 'nova-conductor')",
+            )
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
+        }
         for chunk in names.chunks(500) {
             let sql = format!(
                 "UPDATE compute_services SET last_seen_up = $1 WHERE host IN ({}) \

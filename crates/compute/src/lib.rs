@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use api_common::{AuthContext, Creds, Policy, Target, TokenValidator};
 
-pub use config::{ComputeConfig, Driver};
+pub use config::{ComputeConfig, Driver, RemoteAgent};
 pub use error::{Error, Result};
 
 /// The running compute service.
@@ -124,11 +124,14 @@ impl Compute {
         let control_host = self.cfg.host.clone().unwrap_or_else(system_hostname);
         match self.cfg.driver {
             Driver::Qemu => {
-                let hv = qemu::QemuHypervisor::new(qemu::QemuConfig::new(self.instances_dir()))
+                let mut qc = qemu::QemuConfig::new(self.instances_dir());
+                qc.hostname = self.cfg.host.clone();
+                let hv = qemu::QemuHypervisor::new(qc)
                     .await
                     .map_err(|e| Error::internal(format!("qemu hypervisor: {e}")))?;
                 hvs.push(Arc::new(hv));
             }
+            Driver::None => {}
             Driver::Fake => {
                 for n in 1..=self.cfg.fake_hosts.max(1) as usize {
                     let mut h = fake::FakeHost::numbered(n);
@@ -142,6 +145,27 @@ impl Compute {
                         hv
                     };
                     hvs.push(Arc::new(hv));
+                }
+            }
+        }
+        let mut waiting = Vec::new();
+        if let Some(bad) = self
+            .cfg
+            .remote_agents
+            .iter()
+            .find(|a| !(a.url.starts_with("http://") || a.url.starts_with("https://")))
+        {
+            return Err(Error::internal(format!(
+                "compute.remote_agents: {:?} is not an http:// or https:// URL",
+                bad.url
+            )));
+        }
+        for agent in &self.cfg.remote_agents {
+            match self.connect_agent(agent).await {
+                Ok(hv) => hvs.push(hv),
+                Err(e) => {
+                    tracing::warn!(agent = %agent.url, error = %e, "host agent unavailable; retrying");
+                    waiting.push(agent.clone());
                 }
             }
         }
@@ -161,6 +185,9 @@ impl Compute {
                     _ = stop.changed() => return,
                 }
                 let Some(this) = weak.upgrade() else { return };
+                if !waiting.is_empty() {
+                    waiting = this.join_agents(waiting).await;
+                }
                 if let Err(e) = this.heartbeat().await {
                     tracing::warn!(error = %e, "compute heartbeat failed");
                 }

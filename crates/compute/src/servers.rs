@@ -711,94 +711,99 @@ impl Compute {
     /// half done.
     pub async fn reconcile(self: &Arc<Self>) -> Result<()> {
         for h in self.hosts.all() {
-            let found =
-                h.hv.adopt()
-                    .await
-                    .map_err(|e| Error::internal(format!("adopt on {}: {e}", h.name)))?;
-            let on_host: BTreeMap<String, (PowerState, bool)> = found
-                .iter()
-                .map(|s| (s.id.to_string(), (s.state, s.rescued)))
-                .collect();
-            let known = idb::on_host(&self.db, &h.name).await?;
-            // Servers on the host that the database does not place there
-            // (deleted while the host was away): removed, as Nova's
-            // running-deleted cleanup does.
-            for s in &found {
-                let id = s.id.to_string();
-                if !known.iter().any(|i| i.id == id) {
-                    tracing::warn!(server = %id, host = %h.name, "removing a server the database does not know");
-                    if let Err(e) = h.hv.delete(s.id).await {
-                        tracing::error!(server = %id, error = %e, "removing an unknown server failed");
-                    }
+            self.reconcile_host(&h).await?;
+        }
+        self.sweep_interrupted().await
+    }
+
+    /// Brings one host and the database into agreement (see [`Self::reconcile`]).
+    pub async fn reconcile_host(self: &Arc<Self>, h: &Arc<Host>) -> Result<()> {
+        let found =
+            h.hv.adopt()
+                .await
+                .map_err(|e| Error::internal(format!("adopt on {}: {e}", h.name)))?;
+        let on_host: BTreeMap<String, (PowerState, bool)> = found
+            .iter()
+            .map(|s| (s.id.to_string(), (s.state, s.rescued)))
+            .collect();
+        let known = idb::on_host(&self.db, &h.name).await?;
+        // Servers on the host that the database does not place there
+        // (deleted while the host was away): removed, as Nova's
+        // running-deleted cleanup does.
+        for s in &found {
+            let id = s.id.to_string();
+            if !known.iter().any(|i| i.id == id) {
+                tracing::warn!(server = %id, host = %h.name, "removing a server the database does not know");
+                if let Err(e) = h.hv.delete(s.id).await {
+                    tracing::error!(server = %id, error = %e, "removing an unknown server failed");
                 }
             }
-            for inst in known {
-                let (state, rescued) = match on_host.get(&inst.id) {
-                    Some((s, r)) => (Some(*s), *r),
-                    None => (None, false),
-                };
-                let op =
-                    store::sqlx::query("SELECT op FROM compute_operations WHERE instance_id = $1")
-                        .bind(&inst.id)
-                        .fetch_optional(self.db.pool())
-                        .await?;
-                let interrupted = op.is_some() || inst.task_state.is_some();
-                if inst.task_state.as_deref() == Some("deleting") {
-                    self.finish_delete(&inst).await?;
-                    self.op_end(&inst.id).await?;
-                    continue;
+        }
+        for inst in known {
+            let (state, rescued) = match on_host.get(&inst.id) {
+                Some((s, r)) => (Some(*s), *r),
+                None => (None, false),
+            };
+            let op = store::sqlx::query("SELECT op FROM compute_operations WHERE instance_id = $1")
+                .bind(&inst.id)
+                .fetch_optional(self.db.pool())
+                .await?;
+            let interrupted = op.is_some() || inst.task_state.is_some();
+            if inst.task_state.as_deref() == Some("deleting") {
+                self.finish_delete(&inst).await?;
+                self.op_end(&inst.id).await?;
+                continue;
+            }
+            if inst.vm_state == "building" {
+                // An interrupted create: nothing may be left behind.
+                if let Ok(uuid) = uuid::Uuid::parse_str(&inst.id) {
+                    let _ = h.hv.delete(uuid).await;
                 }
-                if inst.vm_state == "building" {
-                    // An interrupted create: nothing may be left behind.
-                    if let Ok(uuid) = uuid::Uuid::parse_str(&inst.id) {
-                        let _ = h.hv.delete(uuid).await;
-                    }
-                    self.placement.free(&inst.id).await?;
+                self.placement.free(&inst.id).await?;
+                idb::add_fault(
+                    &self.db,
+                    &inst.id,
+                    500,
+                    "Build of instance was interrupted by a restart of the control plane.",
+                    "",
+                    Some(&h.name),
+                )
+                .await?;
+                idb::set_state(&self.db, &inst.id, &[], Some("error"), None, Some(0)).await?;
+                self.op_end(&inst.id).await?;
+                continue;
+            }
+            let (vm, p) = match state {
+                Some(s) if s == PowerState::Paused => (Some("paused"), nova_power(s)),
+                Some(s) if s.is_active() && rescued => (Some("rescued"), nova_power(s)),
+                Some(s) if s.is_active() => (Some("active"), nova_power(s)),
+                Some(PowerState::Suspended) => {
+                    (Some("suspended"), nova_power(PowerState::Suspended))
+                }
+                Some(s) => (
+                    (inst.vm_state != "error").then_some("stopped"),
+                    nova_power(s),
+                ),
+                None => (Some("error"), 0),
+            };
+            if interrupted || Some(inst.vm_state.as_str()) != vm || inst.power_state != p {
+                tracing::info!(server = %inst.id, ?vm, power = p, interrupted, "reconciled");
+                idb::set_state(&self.db, &inst.id, &[], vm, None, Some(p)).await?;
+                if state.is_none() && vm == Some("error") {
                     idb::add_fault(
                         &self.db,
                         &inst.id,
                         500,
-                        "Build of instance was interrupted by a restart of the control plane.",
+                        "The server is not on its host any more.",
                         "",
                         Some(&h.name),
                     )
                     .await?;
-                    idb::set_state(&self.db, &inst.id, &[], Some("error"), None, Some(0)).await?;
-                    self.op_end(&inst.id).await?;
-                    continue;
                 }
-                let (vm, p) = match state {
-                    Some(s) if s == PowerState::Paused => (Some("paused"), nova_power(s)),
-                    Some(s) if s.is_active() && rescued => (Some("rescued"), nova_power(s)),
-                    Some(s) if s.is_active() => (Some("active"), nova_power(s)),
-                    Some(PowerState::Suspended) => {
-                        (Some("suspended"), nova_power(PowerState::Suspended))
-                    }
-                    Some(s) => (
-                        (inst.vm_state != "error").then_some("stopped"),
-                        nova_power(s),
-                    ),
-                    None => (Some("error"), 0),
-                };
-                if interrupted || Some(inst.vm_state.as_str()) != vm || inst.power_state != p {
-                    tracing::info!(server = %inst.id, ?vm, power = p, interrupted, "reconciled");
-                    idb::set_state(&self.db, &inst.id, &[], vm, None, Some(p)).await?;
-                    if state.is_none() && vm == Some("error") {
-                        idb::add_fault(
-                            &self.db,
-                            &inst.id,
-                            500,
-                            "The server is not on its host any more.",
-                            "",
-                            Some(&h.name),
-                        )
-                        .await?;
-                    }
-                }
-                self.op_end(&inst.id).await?;
             }
+            self.op_end(&inst.id).await?;
         }
-        self.sweep_interrupted().await
+        Ok(())
     }
 
     /// Servers still recorded as building without a host whose scheduling

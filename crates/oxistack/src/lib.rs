@@ -5,4 +5,5 @@
 pub mod cloud;
 pub mod config;
 pub mod framing;
+pub mod host_agent;
 pub mod server;

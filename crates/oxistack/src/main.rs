@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use oxistack::config::Config;
-use oxistack::{cloud, server};
+use oxistack::{cloud, host_agent, server};
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +64,30 @@ enum Command {
         #[command(subcommand)]
         command: IdentityCommand,
     },
+    /// Run a host agent: serve this machine's hypervisor to a control plane
+    /// on another machine (its `[compute] remote_agents`).
+    Agent {
+        /// Address of the internal API.
+        #[arg(long, default_value = "127.0.0.1:8779")]
+        listen: SocketAddr,
+        #[arg(long, value_enum, default_value = "qemu")]
+        driver: AgentDriverArg,
+        /// Instances, cached images and the token [default: $XDG_DATA_HOME/oxistack-agent or ~/.local/share/oxistack-agent].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The host name reported to the control plane [default: the system's].
+        #[arg(long)]
+        host: Option<String>,
+        /// The shared secret; written (0600, random) when missing [default: DIR/agent-token].
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AgentDriverArg {
+    Qemu,
+    Fake,
 }
 
 #[derive(Subcommand)]
@@ -142,6 +166,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_url,
                 guest_image,
             )
+            .await
+        }
+        Command::Agent {
+            listen,
+            driver,
+            data_dir,
+            host,
+            token_file,
+        } => {
+            init_logging(&Config::default());
+            let data_dir = data_dir.unwrap_or_else(|| {
+                let mut d = cloud::default_data_dir();
+                d.set_file_name("oxistack-agent");
+                d
+            });
+            host_agent::run(host_agent::AgentOptions {
+                listen,
+                driver: match driver {
+                    AgentDriverArg::Qemu => host_agent::AgentDriver::Qemu,
+                    AgentDriverArg::Fake => host_agent::AgentDriver::Fake,
+                },
+                data_dir,
+                host,
+                token_file,
+            })
             .await
         }
         Command::Serve { config } => {

@@ -66,6 +66,37 @@ async fn wait_status(c: &Cloud, token: &str, id: &str, want: &str) -> Value {
     );
 }
 
+/// Creates a server of flavor "1" from `image` with no network and waits
+/// until it is ACTIVE: its id and body.
+async fn boot(c: &Cloud, token: &str, name: &str, image: &str) -> (String, Value) {
+    let r = nova(
+        c,
+        Method::POST,
+        "/servers",
+        token,
+        "2.79",
+        Some(json!({"server": {"name": name, "flavorRef": "1", "imageRef": image, "networks": "none"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let id = r.body["server"]["id"].as_str().unwrap().to_string();
+    let s = wait_status(c, token, &id, "ACTIVE").await;
+    (id, s)
+}
+
+/// Waits (bounded) until the image is active; its body.
+async fn wait_image_active(c: &Cloud, token: &str, id: &str) -> Value {
+    let mut img = Value::Null;
+    for _ in 0..200 {
+        img = c.get(&format!("/image/v2/images/{id}"), token).await.body;
+        if img["status"] == "active" {
+            return img;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("image {id} never became active: {img:?}");
+}
+
 async fn scenario(engine: Engine) {
     let Some(c) = Cloud::start_with(engine, |cfg| {
         cfg.compute.fake_hosts = 3;
@@ -294,18 +325,7 @@ async fn scenario(engine: Engine) {
     .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
     let snap = r.body["image_id"].as_str().unwrap().to_string();
-    let mut snap_img = Value::Null;
-    for _ in 0..200 {
-        snap_img = c
-            .get(&format!("/image/v2/images/{snap}"), &admin)
-            .await
-            .body;
-        if snap_img["status"] == "active" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(snap_img["status"], "active", "{snap_img:?}");
+    let snap_img = wait_image_active(&c, &admin, &snap).await;
     assert_eq!(snap_img["image_type"], "snapshot");
     assert_eq!(snap_img["instance_uuid"], id.as_str());
     assert_eq!(snap_img["k"], "v");
@@ -610,18 +630,7 @@ async fn rescue(engine: Engine) {
     let admin = c.admin_token().await;
     flavor(&c, "1", 1, 512, 1).await;
     let img = image(&c, &admin).await;
-    let r = nova(
-        &c,
-        Method::POST,
-        "/servers",
-        &admin,
-        "2.79",
-        Some(json!({"server": {"name": "vm", "flavorRef": "1", "imageRef": img, "networks": "none"}})),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
-    let id = r.body["server"]["id"].as_str().unwrap().to_string();
-    wait_status(&c, &admin, &id, "ACTIVE").await;
+    let (id, _) = boot(&c, &admin, "vm", &img).await;
     let act = |body: Value| {
         let c = &c;
         let admin = admin.clone();
@@ -740,17 +749,7 @@ async fn serial_console(engine: Engine) {
     let admin = c.admin_token().await;
     flavor(&c, "1", 1, 512, 1).await;
     let img = image(&c, &admin).await;
-    let r = nova(
-        &c,
-        Method::POST,
-        "/servers",
-        &admin,
-        "2.79",
-        Some(json!({"server": {"name": "vm", "flavorRef": "1", "imageRef": img, "networks": "none"}})),
-    )
-    .await;
-    let id = r.body["server"]["id"].as_str().unwrap().to_string();
-    wait_status(&c, &admin, &id, "ACTIVE").await;
+    let (id, _) = boot(&c, &admin, "vm", &img).await;
     let consoles = format!("/servers/{id}/remote-consoles");
     let serial = json!({"remote_console": {"protocol": "serial", "type": "serial"}});
 
@@ -889,4 +888,197 @@ async fn serial_console_sqlite() {
 #[tokio::test]
 async fn serial_console_postgres() {
     serial_console(Engine::Postgres).await;
+}
+
+/// An `oxistack agent` process (fake driver) on a loopback port.
+struct AgentProcess {
+    child: tokio::process::Child,
+}
+
+impl AgentProcess {
+    async fn start(port: u16, dir: &std::path::Path) -> AgentProcess {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oxistack"))
+            .args(["agent", "--driver", "fake", "--host", "remote-host-1"])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir)
+            .env("OXISTACK_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the agent starts within 30 s")
+            .unwrap()
+            .unwrap_or_default();
+        assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+        AgentProcess { child }
+    }
+}
+
+/// Waits (bounded) until `f` holds for the body of `GET path`.
+async fn wait_for(c: &Cloud, token: &str, path: &str, what: &str, f: impl Fn(&Value) -> bool) {
+    let mut last = Value::Null;
+    for _ in 0..150 {
+        let r = nova(c, Method::GET, path, token, "2.79", None).await;
+        if r.status == StatusCode::OK && f(&r.body) {
+            return;
+        }
+        last = r.body;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: never seen in 15 s; last {path}: {last}");
+}
+
+/// A control plane with no host of its own drives a host agent in another
+/// process over the internal API: the agent joins when it comes up, the
+/// server life cycle runs on it, and the host goes down when the agent
+/// dies.
+async fn remote_agent(engine: Engine) {
+    let agent_dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let token_file = agent_dir.path().join("agent-token");
+    let Some(c) = Cloud::start_with(engine, |cfg| {
+        cfg.compute.driver = compute::Driver::None;
+        cfg.compute.remote_agents = vec![compute::RemoteAgent {
+            url: format!("http://127.0.0.1:{port}"),
+            token_file: token_file.clone(),
+        }];
+        cfg.compute.report_interval_seconds = 1;
+        cfg.compute.service_down_time_seconds = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let admin = c.admin_token().await;
+    // The agent is not running yet: no hypervisor.
+    let r = nova(&c, Method::GET, "/os-hypervisors", &admin, "2.79", None).await;
+    assert_eq!(r.body["hypervisors"], json!([]), "{:?}", r.body);
+
+    let mut agent = AgentProcess::start(port, agent_dir.path()).await;
+    let mode = std::fs::metadata(&token_file).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    wait_for(
+        &c,
+        &admin,
+        "/os-hypervisors/detail",
+        "the agent joins",
+        |b| {
+            b["hypervisors"][0]["hypervisor_hostname"] == "remote-host-1"
+                && b["hypervisors"][0]["state"] == "up"
+        },
+    )
+    .await;
+
+    flavor(&c, "1", 1, 512, 1).await;
+    let img = image(&c, &admin).await;
+    let (id, s) = boot(&c, &admin, "far", &img).await;
+    assert_eq!(s["OS-EXT-SRV-ATTR:host"], "remote-host-1");
+    assert_eq!(s["OS-EXT-STS:power_state"], 1);
+
+    // What the agent itself says runs there.
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let on_agent = || async {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/v1/servers"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let list = on_agent().await;
+    assert_eq!(list[0]["id"], id.as_str(), "{list}");
+    assert_eq!(list[0]["state"], "running", "{list}");
+
+    let action = |body: Value| {
+        let path = format!("/servers/{id}/action");
+        let c = &c;
+        let admin = &admin;
+        async move { nova(c, Method::POST, &path, admin, "2.79", Some(body)).await }
+    };
+    assert_eq!(
+        action(json!({"os-stop": null})).await.status,
+        StatusCode::ACCEPTED
+    );
+    wait_status(&c, &admin, &id, "SHUTOFF").await;
+    assert_eq!(on_agent().await[0]["state"], "shutoff");
+    assert_eq!(
+        action(json!({"os-start": null})).await.status,
+        StatusCode::ACCEPTED
+    );
+    wait_status(&c, &admin, &id, "ACTIVE").await;
+    let r = action(json!({"os-getConsoleOutput": {"length": 5}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(r.body["output"].is_string());
+
+    // A snapshot travels back from the agent into the image service.
+    let r = action(json!({"createImage": {"name": "far-snap"}})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let snap = r.body["image_id"].as_str().unwrap().to_string();
+    wait_image_active(&c, &admin, &snap).await;
+    let data = c
+        .get(&format!("/image/v2/images/{snap}/file"), &admin)
+        .await;
+    assert!(
+        data.body.as_str().unwrap_or_default().contains(&id),
+        "{:?}",
+        data.body
+    );
+    wait_status(&c, &admin, &id, "ACTIVE").await;
+
+    let r = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{id}"),
+        &admin,
+        "2.79",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    for _ in 0..100 {
+        if on_agent().await == json!([]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(on_agent().await, json!([]));
+
+    // The agent dies: its host is reported down.
+    agent.child.kill().await.unwrap();
+    wait_for(
+        &c,
+        &admin,
+        "/os-services?binary=nova-compute",
+        "the host goes down",
+        |b| b["services"][0]["host"] == "remote-host-1" && b["services"][0]["state"] == "down",
+    )
+    .await;
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn remote_agent_sqlite() {
+    remote_agent(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn remote_agent_postgres() {
+    remote_agent(Engine::Postgres).await;
 }

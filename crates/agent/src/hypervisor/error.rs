@@ -46,6 +46,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A remote host agent refused or failed the request, or could not be
+    /// reached (the message says which).
+    #[error("host agent: {0}")]
+    Remote(String),
     /// An error injected into the fake hypervisor by a test.
     #[error("injected failure: {0}")]
     Injected(String),

@@ -36,6 +36,11 @@ pub trait Hypervisor: Send + Sync {
     /// process died) and those that were asked for, as they are observed.
     fn events(&self) -> broadcast::Receiver<LifecycleEvent>;
 
+    /// Whether the host answers (a remote agent may be unreachable).
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// CPUs, memory, disk, CPU traits and capability traits of the host.
     async fn host_resources(&self) -> Result<HostResources>;
 

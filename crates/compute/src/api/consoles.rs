@@ -7,8 +7,9 @@
 
 use std::sync::Arc;
 
+use agent::remote::server::pump_websocket;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, RawQuery};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +17,6 @@ use axum::Json;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use store::Row;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::flavors::check;
 use super::{base_url, query_pairs, Auth, Body, Mv, State};
@@ -227,39 +227,5 @@ pub async fn proxy(
         .map_err(|e| Error::conflict(format!("Instance {id} is not ready: {e}")))?;
     Ok(ws
         .protocols(["binary"])
-        .on_upgrade(move |socket| pump(socket, stream)))
-}
-
-/// Copies between the WebSocket and the serial port until either ends.
-async fn pump(mut ws: WebSocket, stream: tokio::net::UnixStream) {
-    let (mut rd, mut wr) = stream.into_split();
-    let mut buf = vec![0u8; 4096];
-    loop {
-        tokio::select! {
-            n = rd.read(&mut buf) => match n {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let msg = Message::Binary(buf[..n].to_vec().into());
-                    if ws.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-            },
-            msg = ws.recv() => match msg {
-                Some(Ok(Message::Binary(b))) => {
-                    if wr.write_all(&b).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Ok(Message::Text(t))) => {
-                    if wr.write_all(t.as_bytes()).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
-    let _ = ws.send(Message::Close(None)).await;
+        .on_upgrade(move |socket| pump_websocket(socket, stream)))
 }

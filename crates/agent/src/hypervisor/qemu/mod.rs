@@ -93,6 +93,8 @@ pub struct QemuConfig {
     /// Where servers' directories go. Absolute, short enough for a Unix
     /// socket path below it, no commas.
     pub instances_dir: PathBuf,
+    /// The host name reported to the control plane (`None`: the system's).
+    pub hostname: Option<String>,
     pub qemu_binary: String,
     pub qemu_img: String,
     pub accel: AccelMode,
@@ -115,6 +117,7 @@ impl QemuConfig {
     pub fn new(instances_dir: impl Into<PathBuf>) -> Self {
         QemuConfig {
             instances_dir: instances_dir.into(),
+            hostname: None,
             qemu_binary: "qemu-system-x86_64".into(),
             qemu_img: "qemu-img".into(),
             accel: AccelMode::Auto,
@@ -1069,7 +1072,7 @@ impl Hypervisor for QemuHypervisor {
         traits.extend(QEMU_CAPABILITY_TRAITS.iter().map(|t| t.to_string()));
         let (major, minor, micro) = self.version;
         Ok(HostResources {
-            hostname: hostname(),
+            hostname: self.cfg.hostname.clone().unwrap_or_else(hostname),
             hypervisor_type: "QEMU".into(),
             hypervisor_version: major * 1_000_000 + minor * 1_000 + micro,
             accel,
