@@ -72,6 +72,37 @@ class ServerError(RuntimeError):
     pass
 
 
+def qemu_guests(instances_dir: Path) -> dict[int, str]:
+    """Running QEMU processes whose files are under instances_dir (pid ->
+    the instance directory's name)."""
+    marker = (str(instances_dir) + "/").encode()
+    found = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or b"qemu-system" not in argv[0]:
+            continue
+        for a in argv:
+            i = a.find(marker)
+            if i >= 0:
+                rest = a[i + len(marker):].decode(errors="replace")
+                found[int(p.name)] = rest.split("/", 1)[0]
+                break
+    return found
+
+
+def kill_pids(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 class OxistackServer:
     """One `oxistack up` process bound to 127.0.0.1:<port>.
 
@@ -223,33 +254,12 @@ class OxistackServer:
         """QEMU processes of this cloud's instances (pid -> the instance
         directory's name): they outlive oxistack by design, so after a
         session whose servers were all deleted there must be none."""
-        marker = (str(self.data_dir / "instances") + "/").encode()
-        found = {}
-        for p in Path("/proc").iterdir():
-            if not p.name.isdigit():
-                continue
-            try:
-                argv = (p / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if not argv or b"qemu-system" not in argv[0]:
-                continue
-            for a in argv:
-                i = a.find(marker)
-                if i >= 0:
-                    rest = a[i + len(marker):].decode(errors="replace")
-                    found[int(p.name)] = rest.split("/", 1)[0]
-                    break
-        return found
+        return qemu_guests(self.data_dir / "instances")
 
     def kill_guests(self) -> dict[int, str]:
         """SIGKILL every QEMU process of this cloud; returns what it found."""
         found = self.guests()
-        for pid in found:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_pids(found)
         return found
 
     def _kill_quietly(self) -> None:
