@@ -110,7 +110,7 @@ async fn an_unreachable_agent_is_an_error() {
     .err()
     .unwrap();
     assert!(
-        matches!(&err, Error::Remote(m) if m.contains("unreachable")),
+        matches!(&err, Error::Unreachable(m) if m.contains("127.0.0.1")),
         "{err}"
     );
 }

@@ -619,6 +619,13 @@ impl Compute {
             if let Ok(uuid) = uuid::Uuid::parse_str(&inst.id) {
                 match h.hv.delete(uuid).await {
                     Ok(()) | Err(agent::hypervisor::Error::NotFound(_)) => {}
+                    // Nova's local delete: the host removes the server
+                    // when it is back (the reconciler deletes servers the
+                    // database no longer places there).
+                    Err(agent::hypervisor::Error::Unreachable(e)) => {
+                        tracing::warn!(server = %inst.id, host = %h.name, error = %e,
+                            "host unreachable: deleted here, the host cleans up when it returns");
+                    }
                     Err(e) => return Err(Error::internal(format!("delete on host: {e}"))),
                 }
             }

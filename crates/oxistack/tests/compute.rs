@@ -1061,6 +1061,7 @@ async fn remote_agent(engine: Engine) {
     assert_eq!(on_agent().await, json!([]));
 
     // The agent dies: its host is reported down.
+    let (doomed, _) = boot(&c, &admin, "doomed", &img).await;
     agent.child.kill().await.unwrap();
     wait_for(
         &c,
@@ -1070,6 +1071,55 @@ async fn remote_agent(engine: Engine) {
         |b| b["services"][0]["host"] == "remote-host-1" && b["services"][0]["state"] == "down",
     )
     .await;
+    // A delete meanwhile is done here (Nova's local delete); the host
+    // removes the server when it is back.
+    let r = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{doomed}"),
+        &admin,
+        "2.79",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    let mut gone = false;
+    for _ in 0..100 {
+        let r = nova(
+            &c,
+            Method::GET,
+            &format!("/servers/{doomed}"),
+            &admin,
+            "2.79",
+            None,
+        )
+        .await;
+        if r.status == StatusCode::NOT_FOUND {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the server was not deleted while its host was down");
+    // No host is up: a new server has nowhere to go.
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &admin,
+        "2.79",
+        Some(json!({"server": {"name": "nowhere", "flavorRef": "1", "imageRef": img, "networks": "none"}})),
+    )
+    .await;
+    let id = r.body["server"]["id"].as_str().unwrap().to_string();
+    let s = wait_status(&c, &admin, &id, "ERROR").await;
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("No valid host"),
+        "{s}"
+    );
     c.stop().await;
 }
 

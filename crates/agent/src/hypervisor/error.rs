@@ -46,10 +46,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A remote host agent refused or failed the request, or could not be
-    /// reached (the message says which).
+    /// A remote host agent refused or failed the request.
     #[error("host agent: {0}")]
     Remote(String),
+    /// A remote host agent could not be reached (nothing was done there,
+    /// as far as this side knows).
+    #[error("host agent unreachable: {0}")]
+    Unreachable(String),
     /// An error injected into the fake hypervisor by a test.
     #[error("injected failure: {0}")]
     Injected(String),

@@ -213,8 +213,13 @@ impl Inner {
             .bearer_auth(&self.token)
     }
 
+    /// A transport failure: no connection (or it broke before an answer).
     fn unreachable(&self, e: reqwest::Error) -> Error {
-        Error::Remote(format!("agent {} unreachable: {e}", self.base))
+        if e.is_connect() || e.is_timeout() {
+            Error::Unreachable(format!("{}: {e}", self.base))
+        } else {
+            Error::Remote(format!("agent {}: {e}", self.base))
+        }
     }
 
     /// The response when it succeeded, else its error.
