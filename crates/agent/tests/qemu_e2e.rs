@@ -530,6 +530,7 @@ async fn qemu_through_the_agent_api() {
         url,
         token: "e2e-token".into(),
         scratch_dir: tmp.path().join("control"),
+        ca_pem: None,
     })
     .await
     .unwrap();

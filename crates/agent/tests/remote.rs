@@ -24,19 +24,39 @@ struct Agent {
     dir: tempfile::TempDir,
 }
 
-async fn agent() -> Agent {
-    let dir = tempfile::tempdir().unwrap();
+/// A fake host and the agent state serving it from `dir`.
+async fn fake_agent_state(dir: &std::path::Path) -> (Arc<FakeHypervisor>, Arc<AgentState>) {
     let mut host = FakeHost::numbered(1);
     host.hostname = "remote-host-1".into();
     let fake = Arc::new(FakeHypervisor::new(host));
     let state = AgentState::new(
         fake.clone(),
         TOKEN.into(),
-        dir.path().join("images"),
-        dir.path().join("scratch"),
+        dir.join("images"),
+        dir.join("scratch"),
     )
     .await
     .unwrap();
+    (fake, state)
+}
+
+/// Reads from the connection until `needle` was seen (10 s per read).
+async fn read_until(conn: &mut tokio::net::UnixStream, needle: &str) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{needle:?} within 10 s"))
+            .unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+async fn agent() -> Agent {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, state) = fake_agent_state(dir.path()).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -50,6 +70,7 @@ async fn client(a: &Agent, token: &str) -> agent::hypervisor::Result<RemoteHyper
         url: a.url.clone(),
         token: token.into(),
         scratch_dir: a.dir.path().join("control"),
+        ca_pem: None,
     })
     .await
 }
@@ -105,6 +126,7 @@ async fn an_unreachable_agent_is_an_error() {
         url: format!("http://127.0.0.1:{port}"),
         token: TOKEN.into(),
         scratch_dir: dir.path().join("s"),
+        ca_pem: None,
     })
     .await
     .err()
@@ -226,27 +248,10 @@ async fn the_serial_console_is_carried() {
     let path = hv.serial_console(id).await.unwrap();
     assert!(path.starts_with(a.dir.path().join("control")));
     let mut conn = tokio::net::UnixStream::connect(&path).await.unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&got).contains("fake serial console\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
-            .await
-            .expect("the banner within 10 s")
-            .unwrap();
-        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut conn, "fake serial console\r\n").await;
     // The fake echoes what it is sent: both directions work.
     conn.write_all(b"hello over the wire\n").await.unwrap();
-    let mut echo = Vec::new();
-    while !String::from_utf8_lossy(&echo).contains("hello over the wire") {
-        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
-            .await
-            .expect("the echo within 10 s")
-            .unwrap();
-        assert!(n > 0);
-        echo.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut conn, "hello over the wire").await;
     // The local socket accepted its one connection and is gone.
     assert!(!path.exists());
     drop(conn);
@@ -293,4 +298,63 @@ async fn image_keys_are_checked_by_the_agent() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
     assert!(!a.dir.path().join("images/other").exists());
+}
+
+/// An agent behind TLS: the client trusts only the certificate it was
+/// given; the JSON calls, the event stream and the serial console's
+/// WebSocket all go over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_with_a_pinned_certificate() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (fake, state) = fake_agent_state(dir.path()).await;
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+        cert.cert.pem().into_bytes(),
+        cert.signing_key.serialize_pem().into_bytes(),
+    )
+    .await
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    tokio::spawn(async move {
+        let _ = axum_server::from_tcp_rustls(listener, tls)
+            .serve(router(state).into_make_service())
+            .await;
+    });
+    let connect = |ca: Option<Vec<u8>>| {
+        let scratch = dir.path().join("control");
+        async move {
+            RemoteHypervisor::connect(RemoteConfig {
+                url: format!("https://localhost:{port}"),
+                token: TOKEN.into(),
+                scratch_dir: scratch,
+                ca_pem: ca,
+            })
+            .await
+        }
+    };
+    // No certificate to trust, or the wrong one: no connection.
+    assert!(matches!(connect(None).await, Err(Error::Invalid(_))));
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    assert!(connect(Some(other.cert.pem().into_bytes())).await.is_err());
+
+    let hv = connect(Some(cert.cert.pem().into_bytes())).await.unwrap();
+    let mut events = hv.events();
+    let s = spec("vm-tls");
+    let id = s.id;
+    hv.define(s).await.unwrap();
+    hv.power_on(id).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("an event within 10 s")
+        .unwrap();
+    assert_eq!((ev.id, ev.state), (id, PowerState::Running));
+    let path = hv.serial_console(id).await.unwrap();
+    let mut conn = tokio::net::UnixStream::connect(&path).await.unwrap();
+    read_until(&mut conn, "fake serial console").await;
+    drop(conn);
+    hv.delete(id).await.unwrap();
+    assert!(fake.list().await.unwrap().is_empty());
 }

@@ -25,6 +25,10 @@ pub struct RemoteAgent {
     pub url: String,
     /// A file holding the agent's token (the one `oxistack agent` wrote).
     pub token_file: PathBuf,
+    /// For an `https://` agent: the PEM certificate to trust for it (its
+    /// own or its CA's); nothing else is trusted.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -214,10 +214,19 @@ impl Compute {
                     agent.token_file.display()
                 ))
             })?;
+        let ca_pem = match &agent.ca_file {
+            Some(f) => Some(
+                tokio::fs::read(f)
+                    .await
+                    .map_err(|e| Error::internal(format!("agent CA file {}: {e}", f.display())))?,
+            ),
+            None => None,
+        };
         let hv = RemoteHypervisor::connect(RemoteConfig {
             url: agent.url.clone(),
             token: token.trim().to_string(),
             scratch_dir: self.instances_dir().join("_remote"),
+            ca_pem,
         })
         .await
         .map_err(|e| Error::internal(e.to_string()))?;

@@ -26,6 +26,9 @@ pub struct AgentOptions {
     /// The host name reported to the control plane.
     pub host: Option<String>,
     pub token_file: Option<PathBuf>,
+    /// PEM certificate and key: serve HTTPS (both or neither).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The agent's token: read from the file, or made (32 random bytes, hex)
@@ -92,17 +95,36 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     )
     .await
     .context("preparing the agent's directories")?;
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
+    // The API server's serving path (TLS when configured, request framing
+    // checks, graceful shutdown), with the agent's routes.
+    let mut serve_cfg = crate::config::Config::default();
+    match (opts.tls_cert, opts.tls_key) {
+        (Some(cert), Some(key)) => {
+            serve_cfg.server.tls_cert = Some(cert);
+            serve_cfg.server.tls_key = Some(key);
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    }
+    let listener = std::net::TcpListener::bind(opts.listen)
         .with_context(|| format!("listening on {}", opts.listen))?;
     let addr = listener.local_addr()?;
+    let scheme = if serve_cfg.server.tls() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(%addr, driver = ?opts.driver, "host agent listening");
     // A line on stdout that scripts (and tests) can wait for.
-    println!("oxistack agent listening on http://{addr}");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(crate::server::shutdown_signal())
-        .await
-        .context("serving the agent API")?;
+    println!("oxistack agent listening on {scheme}://{addr}");
+    crate::server::serve(
+        &serve_cfg,
+        router(state),
+        listener,
+        crate::server::shutdown_signal(),
+    )
+    .await
+    .context("serving the agent API")?;
     Ok(())
 }
 

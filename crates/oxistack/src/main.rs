@@ -81,6 +81,12 @@ enum Command {
         /// The shared secret; written (0600, random) when missing [default: DIR/agent-token].
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// Serve HTTPS with this PEM certificate (with --tls-key).
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -174,6 +180,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             host,
             token_file,
+            tls_cert,
+            tls_key,
         } => {
             init_logging(&Config::default());
             let data_dir = data_dir.unwrap_or_else(|| {
@@ -190,6 +198,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir,
                 host,
                 token_file,
+                tls_cert,
+                tls_key,
             })
             .await
         }

@@ -896,10 +896,18 @@ struct AgentProcess {
 }
 
 impl AgentProcess {
-    async fn start(port: u16, dir: &std::path::Path) -> AgentProcess {
+    /// `tls`: serve HTTPS with `cert.pem` / `key.pem` of `dir`.
+    async fn start(port: u16, dir: &std::path::Path, tls: bool) -> AgentProcess {
         use tokio::io::AsyncBufReadExt;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oxistack"))
-            .args(["agent", "--driver", "fake", "--host", "remote-host-1"])
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_oxistack"));
+        cmd.args(["agent", "--driver", "fake", "--host", "remote-host-1"]);
+        if tls {
+            cmd.arg("--tls-cert")
+                .arg(dir.join("cert.pem"))
+                .arg("--tls-key")
+                .arg(dir.join("key.pem"));
+        }
+        let mut child = cmd
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
@@ -938,9 +946,18 @@ async fn wait_for(c: &Cloud, token: &str, path: &str, what: &str, f: impl Fn(&Va
 /// A control plane with no host of its own drives a host agent in another
 /// process over the internal API: the agent joins when it comes up, the
 /// server life cycle runs on it, and the host goes down when the agent
-/// dies.
-async fn remote_agent(engine: Engine) {
+/// dies. `tls`: the agent serves HTTPS and the control plane trusts its
+/// certificate only.
+async fn remote_agent(engine: Engine, tls: bool) {
     let agent_dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(agent_dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(
+        agent_dir.path().join("key.pem"),
+        cert.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let scheme = if tls { "https" } else { "http" };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -950,8 +967,9 @@ async fn remote_agent(engine: Engine) {
     let Some(c) = Cloud::start_with(engine, |cfg| {
         cfg.compute.driver = compute::Driver::None;
         cfg.compute.remote_agents = vec![compute::RemoteAgent {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://localhost:{port}"),
             token_file: token_file.clone(),
+            ca_file: tls.then(|| agent_dir.path().join("cert.pem")),
         }];
         cfg.compute.report_interval_seconds = 1;
         cfg.compute.service_down_time_seconds = 3;
@@ -965,7 +983,7 @@ async fn remote_agent(engine: Engine) {
     let r = nova(&c, Method::GET, "/os-hypervisors", &admin, "2.79", None).await;
     assert_eq!(r.body["hypervisors"], json!([]), "{:?}", r.body);
 
-    let mut agent = AgentProcess::start(port, agent_dir.path()).await;
+    let mut agent = AgentProcess::start(port, agent_dir.path(), tls).await;
     let mode = std::fs::metadata(&token_file).unwrap().permissions();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
@@ -991,9 +1009,12 @@ async fn remote_agent(engine: Engine) {
 
     // What the agent itself says runs there.
     let token = std::fs::read_to_string(&token_file).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
     let on_agent = || async {
-        reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{port}/v1/servers"))
+        http.get(format!("{scheme}://localhost:{port}/v1/servers"))
             .bearer_auth(token.trim())
             .send()
             .await
@@ -1125,10 +1146,10 @@ async fn remote_agent(engine: Engine) {
 
 #[tokio::test]
 async fn remote_agent_sqlite() {
-    remote_agent(Engine::Sqlite).await;
+    remote_agent(Engine::Sqlite, true).await;
 }
 
 #[tokio::test]
 async fn remote_agent_postgres() {
-    remote_agent(Engine::Postgres).await;
+    remote_agent(Engine::Postgres, false).await;
 }

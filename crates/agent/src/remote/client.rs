@@ -42,6 +42,9 @@ pub struct RemoteConfig {
     pub token: String,
     /// A private local directory for the serial consoles' sockets.
     pub scratch_dir: PathBuf,
+    /// For an `https://` agent: the PEM certificate(s) to trust for it
+    /// (its own, or the CA that signed it). Nothing else is trusted.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RemoteConfig {
@@ -50,12 +53,15 @@ impl std::fmt::Debug for RemoteConfig {
             .field("url", &self.url)
             .field("token", &"<redacted>")
             .field("scratch_dir", &self.scratch_dir)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|p| p.len()))
             .finish()
     }
 }
 
 struct Inner {
     base: String,
+    /// The TLS settings of the serial console's WebSocket (`https` agents).
+    tls: Option<Arc<rustls::ClientConfig>>,
     token: String,
     http: reqwest::Client,
     kind: &'static str,
@@ -76,9 +82,26 @@ impl RemoteHypervisor {
     /// Checks that the agent answers (and the token is right), learns its
     /// hypervisor kind and starts following its events.
     pub async fn connect(cfg: RemoteConfig) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .tcp_keepalive(Duration::from_secs(30))
+            .tcp_keepalive(Duration::from_secs(30));
+        let tls = if cfg.url.starts_with("https://") {
+            let pem = cfg.ca_pem.as_deref().ok_or_else(|| {
+                Error::Invalid(format!(
+                    "agent {}: an https agent needs the certificate to trust (ca_file)",
+                    cfg.url
+                ))
+            })?;
+            for cert in reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::Invalid(format!("agent CA certificate: {e}")))?
+            {
+                http = http.add_root_certificate(cert);
+            }
+            Some(tls_config(pem)?)
+        } else {
+            None
+        };
+        let http = http
             .build()
             .map_err(|e| Error::Remote(format!("HTTP client: {e}")))?;
         {
@@ -92,6 +115,7 @@ impl RemoteHypervisor {
         }
         let mut inner = Inner {
             base: cfg.url.trim_end_matches('/').to_string(),
+            tls,
             token: cfg.token,
             http,
             kind: "remote",
@@ -477,33 +501,33 @@ impl Hypervisor for RemoteHypervisor {
             .map_err(|_| Error::Invalid("the agent token is not a valid header value".into()))?;
         req.headers_mut()
             .insert(reqwest::header::AUTHORIZATION, auth);
-        let (ws, _) = match tokio_tungstenite::connect_async(req).await {
-            Ok(ok) => ok,
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                let body = resp.body().clone().unwrap_or_default();
-                return Err(match serde_json::from_slice::<ErrorBody>(&body) {
-                    Ok(b) => b.error.into_error(),
-                    Err(_) => {
-                        Error::Remote(format!("serial console: agent answered {}", resp.status()))
-                    }
-                });
-            }
-            Err(e) => return Err(Error::Remote(format!("serial console: {e}"))),
-        };
+        let uri = req.uri().clone();
+        let host = uri.host().unwrap_or_default().to_string();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if i.tls.is_some() { 443 } else { 80 });
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| Error::Unreachable(format!("{}: {e}", i.base)))?;
         let path = i
             .scratch_dir
             .join(format!("serial-{}.sock", Uuid::new_v4().simple()));
-        let listener = tokio::net::UnixListener::bind(&path)
-            .map_err(|e| Error::io("bind the serial console socket", e))?;
-        let sock = path.clone();
-        tokio::spawn(async move {
-            let accepted = tokio::time::timeout(SERIAL_ACCEPT, listener.accept()).await;
-            let _ = tokio::fs::remove_file(&sock).await;
-            if let Ok(Ok((stream, _))) = accepted {
-                pump(ws, stream).await;
+        match &i.tls {
+            Some(cfg) => {
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| Error::Invalid(format!("agent host name {host:?}: {e}")))?;
+                let stream = tokio_rustls::TlsConnector::from(cfg.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| Error::Remote(format!("serial console: TLS: {e}")))?;
+                let ws = handshake(req, stream).await?;
+                offer(ws, path).await
             }
-        });
-        Ok(path)
+            None => {
+                let ws = handshake(req, tcp).await?;
+                offer(ws, path).await
+            }
+        }
     }
 
     async fn console_log(&self, id: Uuid, tail_lines: Option<usize>) -> Result<String> {
@@ -547,4 +571,66 @@ where
         Message::Close(None),
     )
     .await;
+}
+
+/// The rustls settings that trust only the given PEM certificates.
+fn tls_config(pem: &[u8]) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| Error::Invalid(format!("agent CA certificate: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| Error::Invalid(format!("agent CA certificate: {e}")))?;
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Invalid(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// The WebSocket handshake on an open connection; the agent's refusal
+/// (server not running, unknown server) comes back as its error.
+async fn handshake<S>(
+    req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    stream: S,
+) -> Result<tokio_tungstenite::WebSocketStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio_tungstenite::client_async(req, stream).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp.body().clone().unwrap_or_default();
+            Err(match serde_json::from_slice::<ErrorBody>(&body) {
+                Ok(b) => b.error.into_error(),
+                Err(_) => {
+                    Error::Remote(format!("serial console: agent answered {}", resp.status()))
+                }
+            })
+        }
+        Err(e) => Err(Error::Remote(format!("serial console: {e}"))),
+    }
+}
+
+/// A one-connection local Unix socket at `path` joined to the WebSocket.
+async fn offer<S>(ws: tokio_tungstenite::WebSocketStream<S>, path: PathBuf) -> Result<PathBuf>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let listener = tokio::net::UnixListener::bind(&path)
+        .map_err(|e| Error::io("bind the serial console socket", e))?;
+    let sock = path.clone();
+    tokio::spawn(async move {
+        let accepted = tokio::time::timeout(SERIAL_ACCEPT, listener.accept()).await;
+        let _ = tokio::fs::remove_file(&sock).await;
+        if let Ok(Ok((stream, _))) = accepted {
+            pump(ws, stream).await;
+        }
+    });
+    Ok(path)
 }
