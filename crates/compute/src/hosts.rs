@@ -7,8 +7,8 @@
 //! ([`agent::remote::client::RemoteHypervisor`], the same [`Hypervisor`]
 //! trait).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 use agent::hypervisor::{HostResources, Hypervisor};
 use placement::db::InventoryRow;
@@ -32,9 +32,27 @@ pub struct Host {
 #[derive(Default)]
 pub struct Hosts {
     map: RwLock<BTreeMap<String, Arc<Host>>>,
+    /// Hosts whose last ping failed.
+    down: Mutex<BTreeSet<String>>,
 }
 
 impl Hosts {
+    /// Records a failed ping.
+    fn mark_down(&self, name: &str) {
+        self.down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string());
+    }
+
+    /// Records an answered ping; true when the host was down before.
+    fn mark_up(&self, name: &str) -> bool {
+        self.down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<Host>> {
         self.map
             .read()
@@ -254,7 +272,7 @@ impl Compute {
                     .hosts
                     .get(&name)
                     .ok_or_else(|| Error::internal(format!("host {name} did not register")))?;
-                self.reconcile_host(&host).await?;
+                self.reconcile_host(&host, true).await?;
                 self.watch_events(host);
                 Ok::<_, Error>(name)
             }
@@ -272,12 +290,24 @@ impl Compute {
 
     /// Marks every host of this process that answers as alive (a remote
     /// agent that does not answer goes down after `service_down_time`).
-    pub async fn heartbeat(&self) -> Result<()> {
+    /// Returns the hosts that answer again after a failed ping: what
+    /// happened meanwhile (servers deleted here, an agent restarted) is
+    /// reconciled by the caller.
+    pub async fn heartbeat(&self) -> Result<Vec<Arc<Host>>> {
         let mut names = Vec::new();
+        let mut back = Vec::new();
         for h in self.hosts.all() {
             match h.hv.ping().await {
-                Ok(()) => names.push(h.name.clone()),
-                Err(e) => tracing::warn!(host = %h.name, error = %e, "host does not answer"),
+                Ok(()) => {
+                    names.push(h.name.clone());
+                    if self.hosts.mark_up(&h.name) {
+                        back.push(h);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(host = %h.name, error = %e, "host does not answer");
+                    self.hosts.mark_down(&h.name);
+                }
             }
         }
         let now = store::now_micros();
@@ -310,6 +340,22 @@ impl Compute {
             .bind(&self.owner)
             .execute(self.db.pool())
             .await?;
-        Ok(())
+        if !back.is_empty() {
+            // The scheduler's cached host states still say down.
+            self.invalidate_host_cache();
+        }
+        Ok(back)
+    }
+
+    /// Reconciles hosts that answer again; one that fails stays marked
+    /// down, so the next heartbeat tries again.
+    pub(crate) async fn rejoin(self: &Arc<Self>, hosts: Vec<Arc<Host>>) {
+        for h in hosts {
+            tracing::info!(host = %h.name, "host answers again; reconciling");
+            if let Err(e) = self.reconcile_host(&h, false).await {
+                tracing::warn!(host = %h.name, error = %e, "reconciling a returning host failed");
+                self.hosts.mark_down(&h.name);
+            }
+        }
     }
 }

@@ -188,8 +188,9 @@ impl Compute {
                 if !waiting.is_empty() {
                     waiting = this.join_agents(waiting).await;
                 }
-                if let Err(e) = this.heartbeat().await {
-                    tracing::warn!(error = %e, "compute heartbeat failed");
+                match this.heartbeat().await {
+                    Ok(back) => this.rejoin(back).await,
+                    Err(e) => tracing::warn!(error = %e, "compute heartbeat failed"),
                 }
                 if let Err(e) = this.sweep_interrupted().await {
                     tracing::warn!(error = %e, "compute sweep failed");

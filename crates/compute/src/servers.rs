@@ -718,13 +718,17 @@ impl Compute {
     /// half done.
     pub async fn reconcile(self: &Arc<Self>) -> Result<()> {
         for h in self.hosts.all() {
-            self.reconcile_host(&h).await?;
+            self.reconcile_host(&h, true).await?;
         }
         self.sweep_interrupted().await
     }
 
-    /// Brings one host and the database into agreement (see [`Self::reconcile`]).
-    pub async fn reconcile_host(self: &Arc<Self>, h: &Arc<Host>) -> Result<()> {
+    /// Brings one host and the database into agreement (see
+    /// [`Self::reconcile`]). `at_start`: no operation of this process can be
+    /// running on the host, so every operation found was interrupted; else
+    /// (a host that answers again) servers with an operation under way are
+    /// left to it.
+    pub async fn reconcile_host(self: &Arc<Self>, h: &Arc<Host>, at_start: bool) -> Result<()> {
         let found =
             h.hv.adopt()
                 .await
@@ -756,6 +760,9 @@ impl Compute {
                 .fetch_optional(self.db.pool())
                 .await?;
             let interrupted = op.is_some() || inst.task_state.is_some();
+            if !at_start && (interrupted || inst.vm_state == "building") {
+                continue;
+            }
             if inst.task_state.as_deref() == Some("deleting") {
                 self.finish_delete(&inst).await?;
                 self.op_end(&inst.id).await?;

@@ -1083,6 +1083,7 @@ async fn remote_agent(engine: Engine, tls: bool) {
 
     // The agent dies: its host is reported down.
     let (doomed, _) = boot(&c, &admin, "doomed", &img).await;
+    let (lost, _) = boot(&c, &admin, "lost", &img).await;
     agent.child.kill().await.unwrap();
     wait_for(
         &c,
@@ -1141,6 +1142,28 @@ async fn remote_agent(engine: Engine, tls: bool) {
             .contains("No valid host"),
         "{s}"
     );
+
+    // The agent comes back (a fake host: it remembers nothing): the host
+    // is up again and reconciled, so the server it lost is in ERROR.
+    let _agent = AgentProcess::start(port, agent_dir.path(), tls).await;
+    wait_for(
+        &c,
+        &admin,
+        "/os-services?binary=nova-compute",
+        "the host comes back",
+        |b| b["services"][0]["state"] == "up",
+    )
+    .await;
+    let s = wait_status(&c, &admin, &lost, "ERROR").await;
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not on its host"),
+        "{s}"
+    );
+    let (_, s) = boot(&c, &admin, "again", &img).await;
+    assert_eq!(s["OS-EXT-SRV-ATTR:host"], "remote-host-1");
     c.stop().await;
 }
 
