@@ -317,15 +317,21 @@ def test_restart_readopts_running_servers(osc, cloud):
     assert len(servers) == 5
     pids = {s["ID"]: _qemu_pid(s["ID"]) for s in servers}
     assert all(pids.values()), pids
+    # One of them is in ERROR (as an operator's reset-state leaves it).
+    errored = servers[4]["ID"]
+    osc.ok("server", "set", "--auto-approve", "--state", "error", errored)
 
     assert cloud.server.stop() == 0
     # The VMs outlive the control plane...
     assert all(_qemu_pid(sid) == pid for sid, pid in pids.items())
     cloud.server.start()
-    # ...and are adopted, not lost or restarted.
+    # ...and are adopted, not lost or restarted; ERROR stays ERROR (as in
+    # Nova) while its power state says the guest runs.
     for s in osc.json("server", "list"):
         if s["Name"].startswith("five"):
-            assert s["Status"] == "ACTIVE", s
+            want = "ERROR" if s["ID"] == errored else "ACTIVE"
+            assert s["Status"] == want, s
+    assert osc.json("server", "show", errored)["OS-EXT-STS:power_state"] == 1  # running
     assert all(_qemu_pid(sid) == pid for sid, pid in pids.items())
     osc.ok("server", "stop", servers[0]["ID"])
     _wait(osc, servers[0]["ID"], "SHUTOFF")

@@ -788,19 +788,20 @@ impl Compute {
                 continue;
             }
             let (vm, p) = match state {
+                // ERROR stays until a reset-state (as in Nova); the power
+                // state follows the host.
+                Some(s) if inst.vm_state == "error" => (None, nova_power(s)),
                 Some(s) if s == PowerState::Paused => (Some("paused"), nova_power(s)),
                 Some(s) if s.is_active() && rescued => (Some("rescued"), nova_power(s)),
                 Some(s) if s.is_active() => (Some("active"), nova_power(s)),
                 Some(PowerState::Suspended) => {
                     (Some("suspended"), nova_power(PowerState::Suspended))
                 }
-                Some(s) => (
-                    (inst.vm_state != "error").then_some("stopped"),
-                    nova_power(s),
-                ),
+                Some(s) => (Some("stopped"), nova_power(s)),
                 None => (Some("error"), 0),
             };
-            if interrupted || Some(inst.vm_state.as_str()) != vm || inst.power_state != p {
+            let vm_changes = vm.is_some_and(|v| v != inst.vm_state);
+            if interrupted || vm_changes || inst.power_state != p {
                 tracing::info!(server = %inst.id, ?vm, power = p, interrupted, "reconciled");
                 idb::set_state(&self.db, &inst.id, &[], vm, None, Some(p)).await?;
                 if state.is_none() && vm == Some("error") {
