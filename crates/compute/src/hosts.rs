@@ -127,8 +127,10 @@ impl Compute {
     /// Registers hosts: service and compute node rows, and resource
     /// providers (all in a few transactions, so 1,000 fake hosts register
     /// in a second or two). Hosts already registered keep their node id.
-    pub async fn register_hosts(&self, hvs: Vec<Arc<dyn Hypervisor>>) -> Result<()> {
+    /// Returns the hosts, in the order given.
+    pub async fn register_hosts(&self, hvs: Vec<Arc<dyn Hypervisor>>) -> Result<Vec<Arc<Host>>> {
         let mut specs = Vec::with_capacity(hvs.len());
+        let mut hosts = Vec::with_capacity(hvs.len());
         let mut tx = self.db.write().await?;
         let now = store::now_micros();
         for hv in hvs {
@@ -187,7 +189,7 @@ impl Compute {
                 inventories: self.inventories(&r),
                 traits: r.traits.iter().cloned().collect(),
             });
-            self.hosts.insert(Arc::new(Host {
+            hosts.push(Arc::new(Host {
                 name: host.clone(),
                 node_id,
                 hypervisor_hostname: host,
@@ -198,7 +200,10 @@ impl Compute {
         for chunk in specs.chunks(200) {
             self.placement.ensure_providers(chunk).await?;
         }
-        Ok(())
+        for h in &hosts {
+            self.hosts.insert(h.clone());
+        }
+        Ok(hosts)
     }
 
     /// Registers the control-plane services of this process (Nova's
@@ -262,16 +267,12 @@ impl Compute {
         for agent in agents {
             let joined = async {
                 let hv = self.connect_agent(&agent).await?;
-                let name = hv
-                    .host_resources()
-                    .await
-                    .map_err(|e| Error::internal(e.to_string()))?
-                    .hostname;
-                self.register_hosts(vec![hv]).await?;
                 let host = self
-                    .hosts
-                    .get(&name)
-                    .ok_or_else(|| Error::internal(format!("host {name} did not register")))?;
+                    .register_hosts(vec![hv])
+                    .await?
+                    .pop()
+                    .ok_or_else(|| Error::internal("the host did not register"))?;
+                let name = host.name.clone();
                 self.reconcile_host(&host, true).await?;
                 self.watch_events(host);
                 Ok::<_, Error>(name)

@@ -97,6 +97,22 @@ async fn wait_image_active(c: &Cloud, token: &str, id: &str) -> Value {
     panic!("image {id} never became active: {img:?}");
 }
 
+/// Deletes a server (204) and waits (bounded) until showing it is a 404;
+/// that last reply.
+async fn delete_server(c: &Cloud, token: &str, id: &str) -> common::Reply {
+    let path = format!("/servers/{id}");
+    let r = nova(c, Method::DELETE, &path, token, "2.79", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    for _ in 0..200 {
+        let r = nova(c, Method::GET, &path, token, "2.79", None).await;
+        if r.status == StatusCode::NOT_FOUND {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("server {id} still there 5 s after its delete");
+}
+
 async fn scenario(engine: Engine) {
     let Some(c) = Cloud::start_with(engine, |cfg| {
         cfg.compute.fake_hosts = 3;
@@ -536,41 +552,7 @@ async fn scenario(engine: Engine) {
     assert_eq!(alloc.body["allocations"], json!({}));
 
     // Delete frees the allocation and the server goes away.
-    let r = nova(
-        &c,
-        Method::DELETE,
-        &format!("/servers/{id}"),
-        &admin,
-        "2.79",
-        None,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT);
-    for _ in 0..200 {
-        let r = nova(
-            &c,
-            Method::GET,
-            &format!("/servers/{id}"),
-            &admin,
-            "2.79",
-            None,
-        )
-        .await;
-        if r.status == StatusCode::NOT_FOUND {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let r = nova(
-        &c,
-        Method::GET,
-        &format!("/servers/{id}"),
-        &admin,
-        "2.79",
-        None,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = delete_server(&c, &admin, &id).await;
     assert_eq!(r.body["itemNotFound"]["code"], 404);
     let alloc = c.get(&format!("/placement/allocations/{id}"), &admin).await;
     assert_eq!(alloc.body["allocations"], json!({}));
@@ -1063,16 +1045,7 @@ async fn remote_agent(engine: Engine, tls: bool) {
     );
     wait_status(&c, &admin, &id, "ACTIVE").await;
 
-    let r = nova(
-        &c,
-        Method::DELETE,
-        &format!("/servers/{id}"),
-        &admin,
-        "2.79",
-        None,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    delete_server(&c, &admin, &id).await;
     for _ in 0..100 {
         if on_agent().await == json!([]) {
             break;
@@ -1095,34 +1068,7 @@ async fn remote_agent(engine: Engine, tls: bool) {
     .await;
     // A delete meanwhile is done here (Nova's local delete); the host
     // removes the server when it is back.
-    let r = nova(
-        &c,
-        Method::DELETE,
-        &format!("/servers/{doomed}"),
-        &admin,
-        "2.79",
-        None,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
-    let mut gone = false;
-    for _ in 0..100 {
-        let r = nova(
-            &c,
-            Method::GET,
-            &format!("/servers/{doomed}"),
-            &admin,
-            "2.79",
-            None,
-        )
-        .await;
-        if r.status == StatusCode::NOT_FOUND {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(gone, "the server was not deleted while its host was down");
+    delete_server(&c, &admin, &doomed).await;
     // No host is up: a new server has nowhere to go.
     let r = nova(
         &c,

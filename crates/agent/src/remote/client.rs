@@ -11,7 +11,6 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{broadcast, Mutex};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -455,18 +454,10 @@ impl Hypervisor for RemoteHypervisor {
             .await
             .map_err(|e| Error::io(format!("create {}", dest.display()), e))?;
         let copied = async {
-            let mut body = resp.bytes_stream();
-            let mut size = 0u64;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| i.unreachable(e))?;
-                size += chunk.len() as u64;
-                file.write_all(&chunk)
-                    .await
-                    .map_err(|e| Error::io("write the snapshot", e))?;
-            }
-            file.sync_all()
-                .await
-                .map_err(|e| Error::io("sync the snapshot", e))?;
+            let size = super::write_stream(&mut file, resp.bytes_stream(), "snapshot", |e| {
+                i.unreachable(e)
+            })
+            .await?;
             if size != info.size {
                 return Err(Error::Remote(format!(
                     "snapshot transfer ended after {size} of {} bytes",

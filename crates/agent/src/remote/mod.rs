@@ -264,6 +264,33 @@ pub(crate) async fn pump_serial<W, M, E>(
     let _ = tx.send(close).await;
 }
 
+/// Writes a byte stream to `file` and syncs it; the number of bytes.
+/// `broke` turns a stream error into the caller's error.
+pub(crate) async fn write_stream<S, E>(
+    file: &mut tokio::fs::File,
+    mut stream: S,
+    what: &str,
+    broke: impl Fn(E) -> Error,
+) -> Result<u64, Error>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(&broke)?;
+        size += chunk.len() as u64;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| Error::io(format!("write the {what}"), e))?;
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| Error::io(format!("sync the {what}"), e))?;
+    Ok(size)
+}
+
 /// A key names a base image on the agent: one path component of letters,
 /// digits, `-`, `_` and `.`, not starting with a dot.
 pub fn valid_image_key(key: &str) -> bool {

@@ -13,10 +13,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
@@ -391,19 +389,10 @@ async fn receive(path: &Path, body: Body) -> Result<u64, Error> {
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(|e| Error::io("create the image file", e))?;
-    let mut stream = body.into_data_stream();
-    let mut size = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::Remote(format!("image upload broke off: {e}")))?;
-        size += chunk.len() as u64;
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| Error::io("write the image file", e))?;
-    }
-    file.sync_all()
-        .await
-        .map_err(|e| Error::io("sync the image file", e))?;
-    Ok(size)
+    super::write_stream(&mut file, body.into_data_stream(), "image file", |e| {
+        Error::Remote(format!("image upload broke off: {e}"))
+    })
+    .await
 }
 
 /// Lifecycle events as they happen, one JSON object per line.
