@@ -51,6 +51,27 @@ def http_get(url: str, headers: dict | None = None, timeout: float = 5.0):
         return e.code, e.read()
 
 
+def post_server(osc, base_url: str, name: str, image: str, flavor: str,
+                env: dict | None = None) -> str:
+    """Creates a server through the compute API directly (no `--wait`, no
+    polling: the call returns as soon as the API accepted it); its id."""
+    token = osc.ok("token", "issue", "-f", "value", "-c", "id", env=env).strip()
+    body = json.dumps({"server": {
+        "name": name,
+        "imageRef": osc.json("image", "show", image, env=env)["id"],
+        "flavorRef": osc.json("flavor", "show", flavor, env=env)["id"],
+        "networks": "none",
+    }}).encode()
+    req = urllib.request.Request(
+        f"{base_url}/compute/v2.1/servers", data=body, method="POST",
+        headers={"X-Auth-Token": token, "Content-Type": "application/json",
+                 "OpenStack-API-Version": "compute 2.79"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 202, r.status
+        return json.loads(r.read())["server"]["id"]
+
+
 def clean_os_env(base: dict | None = None) -> dict:
     """A copy of the environment with every OS_* variable removed."""
     env = dict(os.environ if base is None else base)

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 import websocket
+
+from oxistack_harness import post_server
 
 GUEST = "oxistack-guest"
 MARKER = "OXISTACK-GUEST-READY"
@@ -343,21 +344,10 @@ def test_restart_readopts_running_servers(osc, cloud):
 
 
 def test_control_plane_killed_during_create_leaves_no_orphans(osc, cloud):
-    token = osc.ok("token", "issue", "-f", "value", "-c", "id").strip()
-    image = osc.json("image", "show", GUEST)["id"]
-    flavor = osc.json("flavor", "show", "m1.tiny")["id"]
-    r = requests.post(
-        f"{cloud.server.base_url}/compute/v2.1/servers",
-        headers={"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.79"},
-        json={"server": {"name": "interrupted", "imageRef": image,
-                         "flavorRef": flavor, "networks": "none"}},
-        timeout=30,
-    )
+    sid = post_server(osc, cloud.server.base_url, "interrupted", GUEST, "m1.tiny")
     # SIGKILL right after the API accepted the create (the build takes a
     # few hundred milliseconds): no chance to clean up; the next start must.
     cloud.server.proc.kill()
-    assert r.status_code == 202, r.text
-    sid = r.json()["server"]["id"]
     cloud.server.proc.wait()
     cloud.server.proc = None
     cloud.server.start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from oxistack_harness import (
     free_port,
     http_get,
     kill_pids,
+    post_server,
     qemu_guests,
     tail,
 )
@@ -35,29 +37,43 @@ HOST = "oxi-remote-host"
 
 class Agent:
     def __init__(self, binary: Path, data_dir: Path, port: int, log: Path):
+        self.binary = binary
         self.data_dir = data_dir
         self.port = port
         self.log_path = log
         self._log = open(log, "ab")
+        self.start()
+
+    def start(self, path_first: Path | None = None) -> None:
+        """Starts the agent process; `path_first` goes ahead of PATH (where
+        a test puts its own qemu-system-x86_64)."""
+        env = clean_os_env()
+        if path_first is not None:
+            env["PATH"] = f"{path_first}:{env.get('PATH', '')}"
         self.proc = subprocess.Popen(
             [
-                str(binary),
+                str(self.binary),
                 "agent",
                 "--driver",
                 "qemu",
                 "--listen",
-                f"127.0.0.1:{port}",
+                f"127.0.0.1:{self.port}",
                 "--data-dir",
-                str(data_dir),
+                str(self.data_dir),
                 "--host",
                 HOST,
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=clean_os_env(),
+            env=env,
             start_new_session=True,
         )
+
+    def kill(self) -> None:
+        """SIGKILL: the agent gets no chance to finish anything."""
+        self.proc.kill()
+        self.proc.wait(timeout=30)
 
     @property
     def token_file(self) -> Path:
@@ -192,3 +208,91 @@ def test_a_server_on_a_remote_host(remote, osc):
     assert agent.servers() == []
     assert not qemu_guests(agent.data_dir / "instances")
     assert not (agent.data_dir / "instances" / s["id"]).exists()
+
+
+def _agent_sees_host_up(osc, env, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        services = osc.json("compute", "service", "list", "--service", "nova-compute", env=env)
+        if [(s["Host"], s["State"]) for s in services] == [(HOST, "up")]:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{HOST} is not up: {services}")
+
+
+def _allocations(osc, env, server_id: str) -> dict:
+    out = osc.run("resource", "provider", "allocation", "show", server_id, "-f", "json", env=env)
+    if out.returncode != 0:
+        return {}
+    return {a["resource_provider"]: a["resources"] for a in json.loads(out.stdout)}
+
+
+def test_agent_killed_while_starting_a_guest_leaves_nothing(remote, osc, tmp_path):
+    """The agent dies after it launched the guest's QEMU and before it could
+    answer: the build fails (ERROR, allocation freed) and, once the agent is
+    back, the QEMU process and the disks it left are removed."""
+    server, agent = remote
+    env = server.client_env()
+    # A qemu-system-x86_64 that holds the guest's launch back while a gate
+    # file exists, so the kill lands while the agent waits for the guest
+    # (the real QEMU then starts, as it would have).
+    real = shutil.which("qemu-system-x86_64")
+    assert real, "qemu-system-x86_64 is not installed"
+    gate, launched = tmp_path / "gate", tmp_path / "launched"
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    wrapper = wrappers / "qemu-system-x86_64"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ -e "{gate}" ]; then : > "{launched}"; sleep 3; fi\n'
+        f'exec "{real}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    agent.kill()
+    agent.start(path_first=wrappers)
+    agent.wait_ready()
+    _agent_sees_host_up(osc, env)
+
+    gate.touch()
+    sid = post_server(osc, server.base_url, "cut-short", GUEST, "m1.tiny", env=env)
+    deadline = time.monotonic() + 120
+    while not launched.exists():
+        assert time.monotonic() < deadline, "the agent never launched the guest"
+        time.sleep(0.02)
+    agent.kill()
+    gate.unlink()
+
+    # The build fails: ERROR with a fault, no allocation.
+    deadline = time.monotonic() + 60
+    while True:
+        shown = osc.json("server", "show", sid, env=env)
+        if shown["status"] == "ERROR":
+            break
+        assert time.monotonic() < deadline, f"the build did not fail: {shown}"
+        time.sleep(0.5)
+    assert shown["fault"]["message"], shown
+    assert _allocations(osc, env, sid) == {}, "allocation left behind"
+    # What the dead agent left: the guest's QEMU, its disks.
+    deadline = time.monotonic() + 30
+    while sid not in qemu_guests(agent.data_dir / "instances").values():
+        assert time.monotonic() < deadline, "the guest's QEMU never started"
+        time.sleep(0.2)
+    assert (agent.data_dir / "instances" / sid).exists()
+
+    # The agent comes back: the control plane has it remove the rest.
+    agent.start()
+    agent.wait_ready()
+    deadline = time.monotonic() + 60
+    while (sid in qemu_guests(agent.data_dir / "instances").values()
+           or (agent.data_dir / "instances" / sid).exists()):
+        assert time.monotonic() < deadline, (
+            f"the failed build is still on the host:\n{tail(agent.log_path)}")
+        time.sleep(0.5)
+    assert agent.servers() == []
+    shown = osc.json("server", "show", sid, env=env)
+    assert shown["status"] == "ERROR", shown
+    assert _allocations(osc, env, sid) == {}
+    _agent_sees_host_up(osc, env)
+
+    osc.ok("server", "delete", "--wait", sid, env=env)
+    assert osc.run("server", "show", sid, env=env).returncode != 0

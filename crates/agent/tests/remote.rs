@@ -142,7 +142,10 @@ async fn the_lifecycle_over_the_wire() {
     let a = agent().await;
     let hv = client(&a, TOKEN).await.unwrap();
     assert_eq!(hv.kind(), "fake");
-    hv.ping().await.unwrap();
+    // Each run of an agent names itself; the same run answers the same.
+    let run = hv.ping().await.unwrap();
+    assert_eq!(run.len(), 36, "{run}");
+    assert_eq!(hv.ping().await.unwrap(), run);
     let res = hv.host_resources().await.unwrap();
     assert_eq!(res.hostname, "remote-host-1");
     assert_eq!(res.vcpus, a.fake.host().vcpus);

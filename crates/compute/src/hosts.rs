@@ -34,6 +34,8 @@ pub struct Hosts {
     map: RwLock<BTreeMap<String, Arc<Host>>>,
     /// Hosts whose last ping failed.
     down: Mutex<BTreeSet<String>>,
+    /// The run of each host's agent last seen ([`Hypervisor::ping`]).
+    runs: Mutex<BTreeMap<String, String>>,
 }
 
 impl Hosts {
@@ -51,6 +53,16 @@ impl Hosts {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name)
+    }
+
+    /// Records which run of a host's agent answered; true when another
+    /// run answered before (the agent restarted).
+    pub(crate) fn note_run(&self, name: &str, run: &str) -> bool {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        match runs.insert(name.to_string(), run.to_string()) {
+            Some(before) => before != run,
+            None => false,
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Host>> {
@@ -291,17 +303,21 @@ impl Compute {
 
     /// Marks every host of this process that answers as alive (a remote
     /// agent that does not answer goes down after `service_down_time`).
-    /// Returns the hosts that answer again after a failed ping: what
-    /// happened meanwhile (servers deleted here, an agent restarted) is
-    /// reconciled by the caller.
+    /// Returns the hosts that answer again after a failed ping, or whose
+    /// agent restarted: what happened meanwhile (servers deleted here,
+    /// work an agent lost or left behind) is reconciled by the caller.
     pub async fn heartbeat(&self) -> Result<Vec<Arc<Host>>> {
         let mut names = Vec::new();
         let mut back = Vec::new();
         for h in self.hosts.all() {
             match h.hv.ping().await {
-                Ok(()) => {
+                Ok(run) => {
                     names.push(h.name.clone());
-                    if self.hosts.mark_up(&h.name) {
+                    let restarted = self.hosts.note_run(&h.name, &run);
+                    if restarted {
+                        tracing::info!(host = %h.name, "the host's agent restarted");
+                    }
+                    if self.hosts.mark_up(&h.name) || restarted {
                         back.push(h);
                     }
                 }

@@ -729,6 +729,11 @@ impl Compute {
     /// (a host that answers again) servers with an operation under way are
     /// left to it.
     pub async fn reconcile_host(self: &Arc<Self>, h: &Arc<Host>, at_start: bool) -> Result<()> {
+        // The run of the agent reconciled with: a later restart is noticed
+        // by the heartbeat even when no ping fails in between.
+        if let Ok(run) = h.hv.ping().await {
+            self.hosts.note_run(&h.name, &run);
+        }
         let found =
             h.hv.adopt()
                 .await
@@ -784,6 +789,25 @@ impl Compute {
                 )
                 .await?;
                 idb::set_state(&self.db, &inst.id, &[], Some("error"), None, Some(0)).await?;
+                self.op_end(&inst.id).await?;
+                continue;
+            }
+            if inst.vm_state == "error" && inst.launched_at.is_none() {
+                // A build that failed: nothing of it may stay on the host.
+                // Its own clean-up cannot reach a host that went away in
+                // the middle (an agent killed while starting the guest),
+                // so what the host still has of it is removed now.
+                if state.is_some() {
+                    tracing::warn!(server = %inst.id, host = %h.name, "removing what a failed build left on its host");
+                    if let Ok(uuid) = uuid::Uuid::parse_str(&inst.id) {
+                        if let Err(e) = h.hv.delete(uuid).await {
+                            tracing::error!(server = %inst.id, error = %e, "removing a failed build failed");
+                        }
+                    }
+                }
+                if interrupted || inst.power_state != 0 {
+                    idb::set_state(&self.db, &inst.id, &[], None, None, Some(0)).await?;
+                }
                 self.op_end(&inst.id).await?;
                 continue;
             }

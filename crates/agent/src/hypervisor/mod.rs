@@ -36,9 +36,11 @@ pub trait Hypervisor: Send + Sync {
     /// process died) and those that were asked for, as they are observed.
     fn events(&self) -> broadcast::Receiver<LifecycleEvent>;
 
-    /// Whether the host answers (a remote agent may be unreachable).
-    async fn ping(&self) -> Result<()> {
-        Ok(())
+    /// Whether the host answers (a remote agent may be unreachable), and
+    /// which run of the process serving it answers: the id changes when a
+    /// remote agent restarts (empty for a host in this process).
+    async fn ping(&self) -> Result<String> {
+        Ok(String::new())
     }
 
     /// CPUs, memory, disk, CPU traits and capability traits of the host.

@@ -322,14 +322,14 @@ impl Hypervisor for RemoteHypervisor {
         self.inner.events.subscribe()
     }
 
-    async fn ping(&self) -> Result<()> {
+    async fn ping(&self) -> Result<String> {
         let i = &self.inner;
         i.json::<Health>(
             i.request(Method::GET, "/v1/health")
                 .timeout(Duration::from_secs(5)),
         )
         .await
-        .map(|_| ())
+        .map(|h| h.instance)
     }
 
     async fn host_resources(&self) -> Result<HostResources> {

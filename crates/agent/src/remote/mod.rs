@@ -44,6 +44,11 @@ pub struct Health {
     /// The hypervisor kind (`qemu`, `fake`).
     pub kind: String,
     pub version: String,
+    /// Names this run of the agent: a new agent process answers with a new
+    /// one, which tells the control plane to reconcile the host even when
+    /// no ping failed in between.
+    #[serde(default)]
+    pub instance: String,
 }
 
 /// An image the agent holds, by key.

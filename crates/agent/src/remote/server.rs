@@ -33,6 +33,8 @@ pub struct AgentState {
     images_dir: PathBuf,
     /// Snapshots on their way out.
     scratch_dir: PathBuf,
+    /// This run's id ([`Health::instance`]).
+    instance: String,
 }
 
 impl AgentState {
@@ -66,6 +68,7 @@ impl AgentState {
             token,
             images_dir,
             scratch_dir,
+            instance: Uuid::new_v4().to_string(),
         }))
     }
 
@@ -178,6 +181,7 @@ async fn health(State(st): State<Arc<AgentState>>) -> Json<Health> {
     Json(Health {
         kind: st.hv.kind().into(),
         version: env!("CARGO_PKG_VERSION").into(),
+        instance: st.instance.clone(),
     })
 }
 
