@@ -33,6 +33,7 @@ from oxistack_harness import (
 
 GUEST = "oxistack-guest"
 HOST = "oxi-remote-host"
+HOST_IP = "192.0.2.21"
 
 
 class Agent:
@@ -62,6 +63,8 @@ class Agent:
                 str(self.data_dir),
                 "--host",
                 HOST,
+                "--my-ip",
+                HOST_IP,
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -180,7 +183,7 @@ def test_a_server_on_a_remote_host(remote, osc):
     server, agent = remote
     env = server.client_env()
     hvs = osc.json("hypervisor", "list", env=env)
-    assert [h["Hypervisor Hostname"] for h in hvs] == [HOST], hvs
+    assert [(h["Hypervisor Hostname"], h["Host IP"]) for h in hvs] == [(HOST, HOST_IP)], hvs
     services = osc.json("compute", "service", "list", "--service", "nova-compute", env=env)
     assert [(s["Host"], s["State"]) for s in services] == [(HOST, "up")], services
 

@@ -149,6 +149,7 @@ async fn the_lifecycle_over_the_wire() {
     let res = hv.host_resources().await.unwrap();
     assert_eq!(res.hostname, "remote-host-1");
     assert_eq!(res.vcpus, a.fake.host().vcpus);
+    assert_eq!(res.host_ip.to_string(), "127.0.0.1");
 
     let mut events = hv.events();
     let s = spec("vm1");

@@ -39,6 +39,9 @@ pub struct ComputeConfig {
     pub driver: Driver,
     /// This machine's compute host name (default: the system host name).
     pub host: Option<String>,
+    /// The address reported for this machine's compute host (Nova's
+    /// `my_ip`; default: the source address of the default route).
+    pub my_ip: Option<std::net::IpAddr>,
     /// Where instance disks, config drives and console logs live
     /// (default: `<data dir>/instances`).
     pub instances_dir: Option<PathBuf>,
@@ -90,6 +93,7 @@ impl Default for ComputeConfig {
             enabled: true,
             driver: Driver::Qemu,
             host: None,
+            my_ip: None,
             instances_dir: None,
             remote_agents: Vec::new(),
             fake_hosts: 1,

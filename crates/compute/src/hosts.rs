@@ -176,7 +176,7 @@ impl Compute {
             .bind(&host)
             .bind(&r.hypervisor_type)
             .bind(r.hypervisor_version as i64)
-            .bind("127.0.0.1")
+            .bind(r.host_ip.to_string())
             .bind(r.vcpus as i64)
             .bind(r.memory_mb as i64)
             .bind(r.disk_gb as i64)

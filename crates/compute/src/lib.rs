@@ -126,6 +126,7 @@ impl Compute {
             Driver::Qemu => {
                 let mut qc = qemu::QemuConfig::new(self.instances_dir());
                 qc.hostname = self.cfg.host.clone();
+                qc.my_ip = self.cfg.my_ip;
                 let hv = qemu::QemuHypervisor::new(qc)
                     .await
                     .map_err(|e| Error::internal(format!("qemu hypervisor: {e}")))?;

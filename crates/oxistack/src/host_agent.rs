@@ -25,6 +25,8 @@ pub struct AgentOptions {
     pub data_dir: PathBuf,
     /// The host name reported to the control plane.
     pub host: Option<String>,
+    /// The address reported for the host.
+    pub my_ip: Option<std::net::IpAddr>,
     pub token_file: Option<PathBuf>,
     /// PEM certificate and key: serve HTTPS (both or neither).
     pub tls_cert: Option<PathBuf>,
@@ -63,6 +65,11 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         AgentDriver::Qemu => {
             let mut cfg = qemu::QemuConfig::new(opts.data_dir.join("instances"));
             cfg.hostname = opts.host.clone();
+            // The address the agent was told to listen on is where the
+            // host is reached; on a wildcard, Nova's guess.
+            cfg.my_ip = opts
+                .my_ip
+                .or_else(|| Some(opts.listen.ip()).filter(|ip| !ip.is_unspecified()));
             Arc::new(
                 qemu::QemuHypervisor::new(cfg)
                     .await

@@ -78,6 +78,9 @@ enum Command {
         /// The host name reported to the control plane [default: the system's].
         #[arg(long)]
         host: Option<String>,
+        /// The address reported for this host [default: the --listen address, or on a wildcard the source address of the default route].
+        #[arg(long)]
+        my_ip: Option<std::net::IpAddr>,
         /// The shared secret; written (0600, random) when missing [default: DIR/agent-token].
         #[arg(long)]
         token_file: Option<PathBuf>,
@@ -179,6 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             driver,
             data_dir,
             host,
+            my_ip,
             token_file,
             tls_cert,
             tls_key,
@@ -197,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 data_dir,
                 host,
+                my_ip,
                 token_file,
                 tls_cert,
                 tls_key,

@@ -303,6 +303,7 @@ impl Hypervisor for FakeHypervisor {
             memory_mb_available: self.host.memory_mb.saturating_sub(mem_used),
             disk_gb: self.host.disk_gb,
             disk_gb_available: self.host.disk_gb.saturating_sub(disk_used),
+            host_ip: std::net::Ipv4Addr::LOCALHOST.into(),
             cpu: self.host.cpu.clone(),
             traits: self.host.traits.clone(),
         })

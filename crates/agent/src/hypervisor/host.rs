@@ -198,6 +198,22 @@ pub fn disk_gb(dir: &Path) -> Result<(u64, u64)> {
     ))
 }
 
+/// This machine's address as Nova guesses `my_ip`: the source address of
+/// the route to a public address (no packet is sent); loopback when there
+/// is no such route.
+pub fn default_ip() -> std::net::IpAddr {
+    let guess = || -> std::io::Result<std::net::IpAddr> {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        // TEST-NET-3: only the route lookup matters.
+        s.connect("203.0.113.1:9")?;
+        Ok(s.local_addr()?.ip())
+    };
+    guess()
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into())
+}
+
 pub fn hostname() -> String {
     rustix::system::uname()
         .nodename()
@@ -222,6 +238,14 @@ pub(crate) async fn read_host() -> Result<(CpuInfo, u32, u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_ip_is_one_of_this_machines() {
+        let ip = default_ip();
+        assert!(!ip.is_unspecified());
+        // Only an address of a local interface can be bound.
+        std::net::UdpSocket::bind((ip, 0)).unwrap();
+    }
 
     const CPUINFO: &str = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\nphysical id\t: 0\nsiblings\t: 2\ncpu cores\t: 1\nflags\t\t: fpu sse sse2 pni ssse3 sse4_1 sse4_2 avx avx2 aes pclmulqdq sha_ni bmi1 fma avx512f avx512_vnni pcid md_clear pdpe1gb hypervisor\n\nprocessor\t: 1\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\nphysical id\t: 0\nsiblings\t: 2\ncpu cores\t: 1\nflags\t\t: fpu sse\n";
 

@@ -401,9 +401,16 @@ pub struct HostResources {
     /// The file system of the instances directory.
     pub disk_gb: u64,
     pub disk_gb_available: u64,
+    /// The address this host is reached at (Nova's `my_ip`).
+    #[serde(default = "loopback")]
+    pub host_ip: std::net::IpAddr,
     pub cpu: CpuInfo,
     /// `HW_CPU_X86_*`, `HW_ARCH_*` and `COMPUTE_*` traits.
     pub traits: BTreeSet<String>,
+}
+
+fn loopback() -> std::net::IpAddr {
+    std::net::Ipv4Addr::LOCALHOST.into()
 }
 
 pub(crate) fn validate_name(name: &str) -> Result<()> {

@@ -70,7 +70,7 @@ use self::cmdline::{qemu_args, Definition, Machine, Paths};
 use self::process::{is_our_qemu, read_pidfile, ProcHandle, Waiter};
 use self::qmp::{Qmp, QmpError, QmpEvent};
 use self::tools::{IsoTool, QemuImg};
-use super::host::{cpu_traits, disk_gb, hostname, read_host, QEMU_CAPABILITY_TRAITS};
+use super::host::{cpu_traits, default_ip, disk_gb, hostname, read_host, QEMU_CAPABILITY_TRAITS};
 use super::rules::{plan, Op, Plan};
 use super::types::validate_path;
 use super::*;
@@ -95,6 +95,8 @@ pub struct QemuConfig {
     pub instances_dir: PathBuf,
     /// The host name reported to the control plane (`None`: the system's).
     pub hostname: Option<String>,
+    /// The address reported for the host (`None`: [`default_ip`]).
+    pub my_ip: Option<std::net::IpAddr>,
     pub qemu_binary: String,
     pub qemu_img: String,
     pub accel: AccelMode,
@@ -118,6 +120,7 @@ impl QemuConfig {
         QemuConfig {
             instances_dir: instances_dir.into(),
             hostname: None,
+            my_ip: None,
             qemu_binary: "qemu-system-x86_64".into(),
             qemu_img: "qemu-img".into(),
             accel: AccelMode::Auto,
@@ -1081,6 +1084,7 @@ impl Hypervisor for QemuHypervisor {
             memory_mb_available,
             disk_gb: disk_total,
             disk_gb_available: disk_available,
+            host_ip: self.cfg.my_ip.unwrap_or_else(default_ip),
             cpu,
             traits,
         })
