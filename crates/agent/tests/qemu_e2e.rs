@@ -435,6 +435,34 @@ async fn qemu_end_to_end() {
         (PowerState::Crashed, None)
     );
 
+    // --- a launch the previous agent did not finish -------------------------
+    // A live QEMU of the server that no pidfile names (the agent died
+    // between spawning it and QEMU writing the pidfile) is stopped when the
+    // next agent adopts the server: nobody saw it start.
+    drop(hv);
+    let mut stray = agent::hypervisor::qemu::stand_in_qemu(id).unwrap();
+    let stray_cmdline = format!("/proc/{}/cmdline", stray.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&stray_cmdline)
+        .unwrap_or_default()
+        .contains("guest=")
+    {
+        assert!(Instant::now() < deadline, "the stand-in QEMU never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let hv = new_hv(&dir).await;
+    let adopted = hv.adopt().await.unwrap();
+    assert_eq!(
+        (adopted[0].state, adopted[0].pid),
+        (PowerState::Crashed, None)
+    );
+    let status = stray.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "{status}"
+    );
+
     // --- delete a running server ---------------------------------------------------
     hv.power_on(id).await.unwrap();
     let pid5 = hv.info(id).await.unwrap().pid.unwrap();

@@ -52,6 +52,9 @@ mod process;
 pub mod qmp;
 mod tools;
 
+#[doc(hidden)]
+pub use self::process::stand_in_qemu;
+
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -67,7 +70,7 @@ use tokio::sync::{broadcast, mpsc, watch, OnceCell};
 use uuid::Uuid;
 
 use self::cmdline::{qemu_args, Definition, Machine, Paths};
-use self::process::{is_our_qemu, read_pidfile, ProcHandle, Waiter};
+use self::process::{is_our_qemu, our_qemus, read_pidfile, ProcHandle, Waiter};
 use self::qmp::{Qmp, QmpError, QmpEvent};
 use self::tools::{IsoTool, QemuImg};
 use super::host::{cpu_traits, default_ip, disk_gb, hostname, read_host, QEMU_CAPABILITY_TRAITS};
@@ -775,7 +778,9 @@ impl QemuHypervisor {
     }
 
     /// Adopts one server directory.
-    async fn adopt_one(&self, id: Uuid) -> Result<Arc<Vm>> {
+    /// `unrecorded`: a live QEMU of this server that its pidfile does not
+    /// name (see [`our_qemus`]).
+    async fn adopt_one(&self, id: Uuid, unrecorded: Option<i32>) -> Result<Arc<Vm>> {
         let paths = Paths::new(&self.dir, id);
         let bytes = tokio::fs::read(paths.spec())
             .await
@@ -818,6 +823,15 @@ impl QemuHypervisor {
             self.spawn_monitor(&vm, generation, waiter, events);
             tracing::info!(%id, pid, state = %state, "adopted running server");
             return Ok(vm);
+        }
+        if let Some(stray) = unrecorded {
+            // QEMU writes its pidfile as it starts: a live one without it
+            // was being launched when the previous agent died, which never
+            // saw it run and reported the start as failed. It is stopped.
+            tracing::warn!(%id, pid = stray, "stopping a QEMU whose launch was cut short");
+            let (proc, mut waiter) = ProcHandle::open(stray, None);
+            proc.signal(Signal::KILL);
+            let _ = tokio::time::timeout(Duration::from_secs(10), waiter.wait()).await;
         }
         // QEMU removes its pidfile when it exits normally: one left behind
         // means it died (or the host went down) while we were away.
@@ -1112,6 +1126,8 @@ impl Hypervisor for QemuHypervisor {
         }
         ids.sort();
         let mut out = Vec::new();
+        // Looked up once, and only when some server is not known yet.
+        let mut running: Option<std::collections::HashMap<Uuid, i32>> = None;
         for id in ids {
             if let Some(vm) = lock(&self.vms).get(&id).cloned() {
                 out.push(vm.info());
@@ -1127,7 +1143,17 @@ impl Hypervisor for QemuHypervisor {
                 let _ = tokio::fs::remove_dir_all(&paths.dir).await;
                 continue;
             }
-            match self.adopt_one(id).await {
+            if running.is_none() {
+                running = Some(
+                    tokio::task::spawn_blocking(our_qemus)
+                        .await
+                        .unwrap_or_default(),
+                );
+            }
+            let live = running.as_ref().and_then(|m| m.get(&id).copied());
+            let pidfile = read_pidfile(&paths.pidfile()).await;
+            let unrecorded = live.filter(|p| pidfile != Some(*p));
+            match self.adopt_one(id, unrecorded).await {
                 Ok(vm) => {
                     out.push(vm.info());
                     lock(&self.vms).insert(id, vm);

@@ -143,6 +143,59 @@ pub(crate) fn is_our_qemu(pid: i32, id: Uuid) -> bool {
     exe_ok && args.any(|a| a == want.as_bytes())
 }
 
+/// Every live QEMU of a server on this machine, by server id, found on
+/// the command lines in `/proc` (pidfiles aside).
+pub(crate) fn our_qemus() -> std::collections::HashMap<Uuid, i32> {
+    let mut found = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let mut args = cmdline.split(|b| *b == 0);
+        if !args
+            .next()
+            .is_some_and(|a| String::from_utf8_lossy(a).contains("qemu-system"))
+        {
+            continue;
+        }
+        let id = args.find_map(|a| {
+            let a = std::str::from_utf8(a).ok()?;
+            let id = a
+                .strip_prefix("guest=")?
+                .strip_suffix(",debug-threads=on")?;
+            Uuid::parse_str(id).ok()
+        });
+        if let Some(id) = id.filter(|id| is_our_qemu(pid, *id)) {
+            found.insert(id, pid);
+        }
+    }
+    found
+}
+
+/// For tests: a process whose command line looks like server `id`'s QEMU
+/// (a shell blocked reading its stdin, which is piped, so it ends when the
+/// handle is dropped or waited for).
+#[doc(hidden)]
+pub fn stand_in_qemu(id: Uuid) -> std::io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new("sh")
+        .arg0("qemu-system-x86_64")
+        .args(["-c", "read _", "sh", "-name"])
+        .arg(format!("guest={id},debug-threads=on"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+}
+
 pub(crate) async fn read_pidfile(path: &Path) -> Option<i32> {
     let text = tokio::fs::read_to_string(path).await.ok()?;
     text.trim().parse().ok().filter(|p| *p > 1)
@@ -151,6 +204,27 @@ pub(crate) async fn read_pidfile(path: &Path) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_qemus_by_their_command_line() {
+        let id = Uuid::new_v4();
+        let mut child = stand_in_qemu(id).unwrap();
+        let pid = child.id() as i32;
+        // Until it has exec'd, the child shows the test's command line.
+        let mut found = None;
+        for _ in 0..100 {
+            found = our_qemus().get(&id).copied();
+            if found.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(found, Some(pid));
+        assert!(!our_qemus().contains_key(&Uuid::new_v4()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!our_qemus().contains_key(&id));
+    }
 
     #[tokio::test]
     async fn waits_for_children_and_strangers() {
