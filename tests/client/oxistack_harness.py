@@ -51,6 +51,15 @@ def http_get(url: str, headers: dict | None = None, timeout: float = 5.0):
         return e.code, e.read()
 
 
+def server_allocations(osc, server_id: str, env: dict | None = None) -> dict:
+    """A server's placement allocations (`openstack resource provider
+    allocation show`): provider -> resources; {} when it has none."""
+    out = osc.run("resource", "provider", "allocation", "show", server_id, "-f", "json", env=env)
+    if out.returncode != 0:
+        return {}
+    return {a["resource_provider"]: a["resources"] for a in json.loads(out.stdout)}
+
+
 def post_server(osc, base_url: str, name: str, image: str, flavor: str,
                 env: dict | None = None) -> str:
     """Creates a server through the compute API directly (no `--wait`, no

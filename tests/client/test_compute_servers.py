@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import websocket
 
-from oxistack_harness import post_server
+from oxistack_harness import post_server, server_allocations
 
 GUEST = "oxistack-guest"
 MARKER = "OXISTACK-GUEST-READY"
@@ -112,13 +112,6 @@ def _instance_dir(cloud, server_id: str) -> Path:
     return cloud.server.data_dir / "instances" / server_id
 
 
-def _allocations(osc, server_id: str) -> dict:
-    out = osc.run("resource", "provider", "allocation", "show", server_id, "-f", "json")
-    if out.returncode != 0:
-        return {}
-    return {a["resource_provider"]: a["resources"] for a in json.loads(out.stdout)}
-
-
 def _gone(osc, cloud, server_id: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -128,7 +121,7 @@ def _gone(osc, cloud, server_id: str) -> None:
     assert osc.run("server", "show", server_id).returncode != 0
     assert _qemu_pid(server_id) is None, "QEMU process left behind"
     assert not _instance_dir(cloud, server_id).exists(), "instance directory left behind"
-    assert _allocations(osc, server_id) == {}, "allocation left behind"
+    assert server_allocations(osc, server_id) == {}, "allocation left behind"
 
 
 def test_boot_console_power_cycle_and_delete(osc, cloud, tmp_path):
@@ -143,7 +136,7 @@ def test_boot_console_power_cycle_and_delete(osc, cloud, tmp_path):
     pid = _qemu_pid(sid)
     assert pid is not None, "no QEMU process for the server"
     assert _instance_dir(cloud, sid).is_dir()
-    alloc = _allocations(osc, sid)
+    alloc = server_allocations(osc, sid)
     assert list(alloc.values()) == [{"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}]
 
     # The guest booted, took its host name and the key from the config drive.
@@ -270,12 +263,12 @@ def test_resize_revert_confirm_and_shelve_unshelve(osc, cloud):
     osc.ok("server", "resize", "--flavor", "m1.small", "--wait", "grow")
     shown = _wait(osc, "grow", "VERIFY_RESIZE")
     assert shown["flavor"]["name"] == "m1.small"
-    assert list(_allocations(osc, sid).values()) == [{"VCPU": 1, "MEMORY_MB": 2048, "DISK_GB": 20}]
+    assert list(server_allocations(osc, sid).values()) == [{"VCPU": 1, "MEMORY_MB": 2048, "DISK_GB": 20}]
     assert _qemu_pid(sid) is not None
     osc.ok("server", "resize", "revert", "grow")
     shown = _wait(osc, "grow", "ACTIVE")
     assert shown["flavor"]["name"] == "m1.tiny"
-    assert list(_allocations(osc, sid).values()) == [{"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}]
+    assert list(server_allocations(osc, sid).values()) == [{"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}]
 
     # Resize, then confirm: the guest runs with the new size.
     osc.ok("server", "resize", "--flavor", "m1.small", "--wait", "grow")
@@ -283,7 +276,7 @@ def test_resize_revert_confirm_and_shelve_unshelve(osc, cloud):
     osc.ok("server", "resize", "confirm", "grow")
     shown = _wait(osc, "grow", "ACTIVE")
     assert shown["flavor"]["name"] == "m1.small"
-    assert list(_allocations(osc, sid).values()) == [{"VCPU": 1, "MEMORY_MB": 2048, "DISK_GB": 20}]
+    assert list(server_allocations(osc, sid).values()) == [{"VCPU": 1, "MEMORY_MB": 2048, "DISK_GB": 20}]
     pid = _qemu_pid(sid)
     cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     assert "2048" in cmd, cmd
@@ -296,11 +289,11 @@ def test_resize_revert_confirm_and_shelve_unshelve(osc, cloud):
     assert shown["OS-EXT-SRV-ATTR:host"] is None
     assert _qemu_pid(sid) is None
     assert not _instance_dir(cloud, sid).exists()
-    assert _allocations(osc, sid) == {}
+    assert server_allocations(osc, sid) == {}
     osc.ok("server", "unshelve", "grow")
     _wait(osc, "grow", "ACTIVE")
     assert _qemu_pid(sid) is not None
-    assert _allocations(osc, sid) != {}
+    assert server_allocations(osc, sid) != {}
     _console_until(osc, "grow", MARKER)
     images = [i["Name"] for i in osc.json("image", "list")]
     assert "grow-shelved" not in images, "the shelved image is removed after unshelve"
@@ -358,12 +351,12 @@ def test_control_plane_killed_during_create_leaves_no_orphans(osc, cloud):
         assert shown["fault"]["message"]
         assert _qemu_pid(sid) is None
         assert not _instance_dir(cloud, sid).exists()
-        assert _allocations(osc, sid) == {}
+        assert server_allocations(osc, sid) == {}
     else:
         # The build had finished before the kill: a whole server.
         assert shown["status"] == "ACTIVE", shown
         assert _qemu_pid(sid) is not None
-        assert _allocations(osc, sid) != {}
+        assert server_allocations(osc, sid) != {}
     osc.ok("server", "delete", "--wait", sid)
     _gone(osc, cloud, sid)
 

@@ -27,6 +27,7 @@ from oxistack_harness import (
     http_get,
     kill_pids,
     post_server,
+    server_allocations,
     qemu_guests,
     tail,
 )
@@ -223,13 +224,6 @@ def _agent_sees_host_up(osc, env, timeout: float = 120.0) -> None:
     raise AssertionError(f"{HOST} is not up: {services}")
 
 
-def _allocations(osc, env, server_id: str) -> dict:
-    out = osc.run("resource", "provider", "allocation", "show", server_id, "-f", "json", env=env)
-    if out.returncode != 0:
-        return {}
-    return {a["resource_provider"]: a["resources"] for a in json.loads(out.stdout)}
-
-
 def test_agent_killed_while_starting_a_guest_leaves_nothing(remote, osc, tmp_path):
     """The agent dies after it launched the guest's QEMU and before it could
     answer: the build fails (ERROR, allocation freed) and, once the agent is
@@ -274,7 +268,7 @@ def test_agent_killed_while_starting_a_guest_leaves_nothing(remote, osc, tmp_pat
         assert time.monotonic() < deadline, f"the build did not fail: {shown}"
         time.sleep(0.5)
     assert shown["fault"]["message"], shown
-    assert _allocations(osc, env, sid) == {}, "allocation left behind"
+    assert server_allocations(osc, sid, env=env) == {}, "allocation left behind"
     # What the dead agent left: the guest's QEMU, its disks.
     deadline = time.monotonic() + 30
     while sid not in qemu_guests(agent.data_dir / "instances").values():
@@ -294,7 +288,7 @@ def test_agent_killed_while_starting_a_guest_leaves_nothing(remote, osc, tmp_pat
     assert agent.servers() == []
     shown = osc.json("server", "show", sid, env=env)
     assert shown["status"] == "ERROR", shown
-    assert _allocations(osc, env, sid) == {}
+    assert server_allocations(osc, sid, env=env) == {}
     _agent_sees_host_up(osc, env)
 
     osc.ok("server", "delete", "--wait", sid, env=env)

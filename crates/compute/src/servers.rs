@@ -729,10 +729,13 @@ impl Compute {
     /// (a host that answers again) servers with an operation under way are
     /// left to it.
     pub async fn reconcile_host(self: &Arc<Self>, h: &Arc<Host>, at_start: bool) -> Result<()> {
-        // The run of the agent reconciled with: a later restart is noticed
-        // by the heartbeat even when no ping fails in between.
-        if let Ok(run) = h.hv.ping().await {
-            self.hosts.note_run(&h.name, &run);
+        // The run of the agent reconciled with, so that a later restart is
+        // noticed by the heartbeat even when no ping fails in between (a
+        // returning host's run was just noted by the heartbeat itself).
+        if at_start {
+            if let Ok(run) = h.hv.ping().await {
+                self.hosts.note_run(&h.name, &run);
+            }
         }
         let found =
             h.hv.adopt()

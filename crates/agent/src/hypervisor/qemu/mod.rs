@@ -778,9 +778,9 @@ impl QemuHypervisor {
     }
 
     /// Adopts one server directory.
-    /// `unrecorded`: a live QEMU of this server that its pidfile does not
-    /// name (see [`our_qemus`]).
-    async fn adopt_one(&self, id: Uuid, unrecorded: Option<i32>) -> Result<Arc<Vm>> {
+    /// `live`: a live QEMU of this server found in `/proc` (see
+    /// [`our_qemus`]), if any.
+    async fn adopt_one(&self, id: Uuid, live: Option<i32>) -> Result<Arc<Vm>> {
         let paths = Paths::new(&self.dir, id);
         let bytes = tokio::fs::read(paths.spec())
             .await
@@ -824,7 +824,7 @@ impl QemuHypervisor {
             tracing::info!(%id, pid, state = %state, "adopted running server");
             return Ok(vm);
         }
-        if let Some(stray) = unrecorded {
+        if let Some(stray) = live {
             // QEMU writes its pidfile as it starts: a live one without it
             // was being launched when the previous agent died, which never
             // saw it run and reported the start as failed. It is stopped.
@@ -1151,9 +1151,7 @@ impl Hypervisor for QemuHypervisor {
                 );
             }
             let live = running.as_ref().and_then(|m| m.get(&id).copied());
-            let pidfile = read_pidfile(&paths.pidfile()).await;
-            let unrecorded = live.filter(|p| pidfile != Some(*p));
-            match self.adopt_one(id, unrecorded).await {
+            match self.adopt_one(id, live).await {
                 Ok(vm) => {
                     out.push(vm.info());
                     lock(&self.vms).insert(id, vm);

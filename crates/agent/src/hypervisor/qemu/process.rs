@@ -125,22 +125,27 @@ pub(crate) fn pid_alive(pid: i32) -> bool {
     }
 }
 
+/// The server a QEMU command line (`/proc/<pid>/cmdline`) runs: its
+/// `-name guest=<uuid>,debug-threads=on`.
+fn qemu_guest(cmdline: &[u8]) -> Option<Uuid> {
+    let mut args = cmdline.split(|b| *b == 0);
+    if !String::from_utf8_lossy(args.next()?).contains("qemu-system") {
+        return None;
+    }
+    args.find_map(|a| {
+        let id = std::str::from_utf8(a)
+            .ok()?
+            .strip_prefix("guest=")?
+            .strip_suffix(",debug-threads=on")?;
+        Uuid::parse_str(id).ok()
+    })
+}
+
 /// `pid` is a live QEMU of server `id` (checked on its command line, so a
 /// recycled pid is not mistaken for the VM).
 pub(crate) fn is_our_qemu(pid: i32, id: Uuid) -> bool {
-    if !pid_alive(pid) {
-        return false;
-    }
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let want = format!("guest={id},debug-threads=on");
-    let mut args = cmdline.split(|b| *b == 0);
-    let exe_ok = args
-        .next()
-        .map(|a| String::from_utf8_lossy(a).contains("qemu-system"))
-        .unwrap_or(false);
-    exe_ok && args.any(|a| a == want.as_bytes())
+    pid_alive(pid)
+        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| qemu_guest(&c) == Some(id))
 }
 
 /// Every live QEMU of a server on this machine, by server id, found on
@@ -161,21 +166,7 @@ pub(crate) fn our_qemus() -> std::collections::HashMap<Uuid, i32> {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        let mut args = cmdline.split(|b| *b == 0);
-        if !args
-            .next()
-            .is_some_and(|a| String::from_utf8_lossy(a).contains("qemu-system"))
-        {
-            continue;
-        }
-        let id = args.find_map(|a| {
-            let a = std::str::from_utf8(a).ok()?;
-            let id = a
-                .strip_prefix("guest=")?
-                .strip_suffix(",debug-threads=on")?;
-            Uuid::parse_str(id).ok()
-        });
-        if let Some(id) = id.filter(|id| is_our_qemu(pid, *id)) {
+        if let Some(id) = qemu_guest(&cmdline).filter(|_| pid_alive(pid)) {
             found.insert(id, pid);
         }
     }
